@@ -1,0 +1,3 @@
+from venvprune.cli import main
+
+main()

@@ -1,0 +1,372 @@
+"""The only module that changes the disk: a journalled transaction over the target.
+
+Every change is recorded in a journal *before* it is made, and every original is kept in a staging folder inside
+the target (same file system, so a rename) until the prune is committed:
+
+- a removal renames the file or directory into staging;
+- a rewrite hard-links the original into staging, writes the new content beside it and renames it over the path,
+  so the path always holds either the old or the new content, and a hard-linked original (uv links venvs to its
+  cache) is never changed under its other names;
+- a created file (the final-stage checker) is noted so that recovery can delete it.
+
+Killed at any moment, the target is restored by :func:`recover` on the next run -- or, when the journal says the
+prune was committed, finished -- before anything else happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+import signal
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Optional
+
+from venvprune import __version__
+from venvprune.errors import ApplyError, Interrupted, LockedError
+from venvprune.plan import Action, ActionKind
+from venvprune.target import Target
+
+JOURNAL_NAME = "journal.jsonl"
+COMMITTED_NAME = "COMMITTED"
+
+
+@dataclass(frozen=True)
+class FileError:
+    path: Path
+    message: str
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What :func:`recover` found and did."""
+
+    outcome: str  # "restored" or "completed"
+    operations: int
+    errors: tuple[FileError, ...] = ()
+
+
+class Transaction:
+    """A prune in progress. Create with :meth:`begin`; end with :meth:`commit` or :meth:`rollback`."""
+
+    def __init__(self, target: Target, staging: Path) -> None:
+        self.target = target
+        self.staging = staging
+        self._journal = open(staging / JOURNAL_NAME, "a", encoding="utf-8")  # noqa: SIM115 -- closed in _close
+        self._next_op = 0
+        self._ids: dict[Path, int] = {}  # executed and not restored: path -> journal op number
+        self._actions: dict[Path, Action] = {}
+
+    @classmethod
+    def begin(cls, target: Target) -> Transaction:
+        staging = target.staging_dir
+        try:
+            staging.mkdir()
+        except FileExistsError as exc:
+            raise ApplyError(f"{staging}: an earlier prune is unfinished; run venvprune again to recover it") from exc
+        except OSError as exc:
+            raise ApplyError(f"{staging}: cannot create the staging folder ({exc.strerror}); is the target writable?") from exc
+        for site_packages in target.site_packages:
+            if site_packages.stat().st_dev != staging.stat().st_dev:
+                shutil.rmtree(staging)
+                raise ApplyError(
+                    f"{site_packages}: on another file system than {target.root}; name the site-packages directory instead"
+                )
+        transaction = cls(target, staging)
+        transaction._append({"venvprune": __version__, "target": str(target.root)})
+        return transaction
+
+    # -- changes -------------------------------------------------------------------------------------------------
+
+    def execute(self, actions: Iterable[Action]) -> list[FileError]:
+        """Apply *actions*; a failure on one file is collected and the others go on."""
+        errors: list[FileError] = []
+        for action in actions:
+            try:
+                if action.kind is ActionKind.REMOVE:
+                    self._remove(action)
+                else:
+                    self._rewrite(action, redo=False)
+            except OSError as exc:
+                errors.append(FileError(action.path, _describe(exc)))
+        return errors
+
+    def redo(self, actions: Iterable[Action]) -> list[FileError]:
+        """Rewrite again from the staged originals (a RECORD after verification restored files it lists)."""
+        errors: list[FileError] = []
+        for action in actions:
+            if action.path in self._ids:
+                try:
+                    self._rewrite(action, redo=True)
+                except OSError as exc:
+                    errors.append(FileError(action.path, _describe(exc)))
+        return errors
+
+    def create(self, path: Path, content: bytes) -> None:
+        """Write a new file inside the target (replacing, recoverably, any file already there).
+
+        Missing parent directories are created and journalled too, so recovery leaves no empty folder behind.
+        """
+        missing = [p for p in reversed(path.parents) if not os.path.lexists(p)]
+        for directory in missing:
+            self._start("mkdir", directory)
+            directory.mkdir()
+        op = self._start("create", path)
+        staged = self._staged(op)
+        if os.path.lexists(path):
+            _link_or_copy(path, staged)
+        new = staged.with_name(f"{op}.new")
+        new.write_bytes(content)
+        os.replace(new, path)
+
+    def restore(self, actions: Iterable[Action]) -> list[FileError]:
+        """Put the originals of executed *actions* back; used by verification to heal."""
+        errors: list[FileError] = []
+        for action in actions:
+            op = self._ids.pop(action.path, None)
+            if op is None:
+                continue
+            try:
+                _restore_one(self._kind(action), action.path, self._staged(op))
+            except OSError as exc:
+                errors.append(FileError(action.path, _describe(exc)))
+        return errors
+
+    def executed(self) -> tuple[Action, ...]:
+        return tuple(self._actions[p] for p in self._ids if p in self._actions)
+
+    def commit(self) -> list[FileError]:
+        """Make the prune final: mark the journal committed, then delete the staged originals."""
+        _write_marker(self.staging / COMMITTED_NAME)
+        self._close()
+        return _delete_tree(self.staging)
+
+    def rollback(self) -> Recovery:
+        self._close()
+        return _recover_staging(self.staging)
+
+    # -- internals -----------------------------------------------------------------------------------------------
+
+    def _remove(self, action: Action) -> None:
+        if not os.path.lexists(action.path):
+            raise FileNotFoundError(errno.ENOENT, "vanished since the plan was made", str(action.path))
+        op = self._start("remove", action.path, action)
+        os.rename(action.path, self._staged(op))
+
+    def _rewrite(self, action: Action, *, redo: bool) -> None:
+        assert action.transform is not None, "a rewrite action carries its transform"
+        if redo:
+            op = self._ids[action.path]
+        else:
+            if action.path.is_symlink() or not action.path.is_file():
+                raise FileNotFoundError(errno.ENOENT, "vanished or changed since the plan was made", str(action.path))
+            op = self._start("rewrite", action.path, action)
+            _link_or_copy(action.path, self._staged(op))
+        original = self._staged(op)
+        new = original.with_name(f"{op}.new")
+        try:
+            action.transform.write(original, new)
+            _copy_ownership(original, new)
+            os.replace(new, action.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                new.unlink()
+            if not redo:  # leave the path as it was, and forget the op
+                os.replace(original, action.path)
+                del self._ids[action.path]
+            raise
+
+    def _start(self, kind: str, path: Path, action: Optional[Action] = None) -> int:
+        op = self._next_op
+        self._next_op += 1
+        self._append({"op": op, "kind": kind, "path": str(path)})
+        self._ids[path] = op
+        if action is not None:
+            self._actions[path] = action
+        return op
+
+    def _kind(self, action: Action) -> str:
+        return "remove" if action.kind is ActionKind.REMOVE else "rewrite"
+
+    def _staged(self, op: int) -> Path:
+        return self.staging / str(op)
+
+    def _append(self, record: dict[str, object]) -> None:
+        # One line per change, written before the change: a kill leaves at worst a torn last line for a change
+        # that never started. Flushed (not fsynced): surviving a killed process is the promise, not a power cut.
+        self._journal.write(json.dumps(record) + "\n")
+        self._journal.flush()
+
+    def _close(self) -> None:
+        if not self._journal.closed:
+            self._journal.close()
+
+
+def recover(target: Target) -> Optional[Recovery]:
+    """Finish or undo a prune that was interrupted; None when there was none."""
+    if not os.path.lexists(target.staging_dir):
+        return None
+    return _recover_staging(target.staging_dir)
+
+
+def _recover_staging(staging: Path) -> Recovery:
+    if (staging / COMMITTED_NAME).exists():
+        errors = _delete_tree(staging)
+        return Recovery("completed", 0, tuple(errors))
+    errors: list[FileError] = []
+    restored = 0
+    for op, kind, path in reversed(list(_read_journal(staging / JOURNAL_NAME))):
+        staged = staging / str(op)
+        try:
+            if kind == "mkdir":
+                # The files created in it were removed first (reverse order); a folder something else filled stays.
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                continue
+            if kind == "create" and not os.path.lexists(staged):
+                # No original was there. A leftover "<op>.new" means the new file never reached its path.
+                if os.path.lexists(path) and not os.path.lexists(staging / f"{op}.new"):
+                    path.unlink()
+                    restored += 1
+                continue
+            if os.path.lexists(staged):
+                _restore_one(kind, path, staged)
+                restored += 1
+        except OSError as exc:
+            errors.append(FileError(path, _describe(exc)))
+    if errors:
+        # Keep the staging folder: it still holds originals that could not be put back.
+        return Recovery("restored", restored, tuple(errors))
+    errors.extend(_delete_tree(staging))
+    return Recovery("restored", restored, tuple(errors))
+
+
+def _read_journal(journal: Path) -> Iterator[tuple[int, str, Path]]:
+    try:
+        lines = journal.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a torn last line: that change never started
+        if "op" in record:
+            yield int(record["op"]), str(record["kind"]), Path(record["path"])
+
+
+def _restore_one(kind: str, path: Path, staged: Path) -> None:
+    if kind in ("rewrite", "create"):
+        os.replace(staged, path)  # atomic: the path never goes missing
+        return
+    if os.path.lexists(path):
+        # Recreated after we moved the original away (a cache written by some process): the original wins.
+        _delete_path(path)
+    os.rename(staged, path)
+
+
+def _link_or_copy(source: Path, destination: Path) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination, follow_symlinks=False)
+
+
+def _copy_ownership(original: Path, new: Path) -> None:
+    st = original.stat()
+    os.chmod(new, stat.S_IMODE(st.st_mode))
+    if hasattr(os, "chown") and os.geteuid() == 0:
+        with contextlib.suppress(OSError):
+            os.chown(new, st.st_uid, st.st_gid)
+
+
+def _write_marker(path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("committed\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _delete_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _delete_tree(path: Path) -> list[FileError]:
+    errors: list[FileError] = []
+
+    def onerror(_func: object, failed: str, exc_info: tuple[type[BaseException], BaseException, object]) -> None:
+        # A read-only directory inside staging: make it writable and try once more.
+        try:
+            os.chmod(os.path.dirname(failed), 0o700)
+            _delete_path(Path(failed))
+        except OSError as exc:
+            errors.append(FileError(Path(failed), _describe(exc)))
+
+    shutil.rmtree(path, onerror=onerror)  # noqa: B028 -- onexc is 3.12+
+    return errors
+
+
+def _describe(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+@contextlib.contextmanager
+def target_lock(target: Target) -> Iterator[None]:
+    """One venvprune per target: an advisory lock on the target directory itself, so no lock file is left behind."""
+    fd = os.open(target.root, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise LockedError(f"{target.root}: another venvprune is working on it; wait for it to finish") from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (docker stop) into an exception, like SIGINT, so the transaction can restore before exiting."""
+
+    def handler(signum: int, _frame: Optional[FrameType]) -> None:
+        raise Interrupted(f"stopped by {signal.Signals(signum).name}; every change was restored")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """While restoring, a second signal must not leave the restore half done."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_transaction(target: Target, actions: Sequence[Action]) -> tuple[Transaction, list[FileError]]:
+    """Begin a transaction and execute *actions*; on any exception everything is restored and it is re-raised."""
+    transaction = Transaction.begin(target)
+    try:
+        errors = transaction.execute(actions)
+    except BaseException:
+        with signals_ignored():
+            transaction.rollback()
+        raise
+    return transaction, errors

@@ -1,0 +1,149 @@
+"""One function coordinates the steps: target, recover, scan, plan, (baseline, apply, verify, commit).
+
+Each step hands immutable data to the next; the dry run stops after the plan, which is its report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Optional, Protocol
+
+from venvprune import categories, verify
+from venvprune.apply import FileError, Recovery, recover, run_transaction, signals_ignored, signals_interrupt, target_lock
+from venvprune.config import Config
+from venvprune.errors import TargetError
+from venvprune.plan import Phase, Plan, build_plan
+from venvprune.scan import scan
+from venvprune.target import Target, resolve_target
+
+
+class Status(enum.Enum):
+    SUCCESS = "success"
+    PARTIAL = "partial"  # some files could not be changed; the rest is pruned
+    CHECK_FAILED = "check-failed"  # verification could not be healed; everything was restored
+
+
+@dataclass(frozen=True)
+class PhaseTiming:
+    name: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    plan: Plan
+    dry_run: bool
+    status: Status
+    recovery: Optional[Recovery] = None
+    errors: tuple[FileError, ...] = ()
+    verification: Optional[verify.VerifyOutcome] = None
+    verify_skipped: Optional[str] = None  # why there was no verification
+    timings: tuple[PhaseTiming, ...] = field(default=())
+
+
+class Progress(Protocol):
+    """Told when a phase starts and ends; the CLI decides how that looks."""
+
+    def start(self, phase: str) -> None: ...
+
+    def end(self, phase: str, seconds: float, detail: str) -> None: ...
+
+
+class _Phases:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.timings: list[PhaseTiming] = []
+        self.detail = ""
+
+    @contextlib.contextmanager
+    def run(self, name: str) -> Iterator[None]:
+        self.progress.start(name)
+        self.detail = ""
+        started = time.monotonic()
+        yield
+        seconds = time.monotonic() - started
+        self.timings.append(PhaseTiming(name, seconds))
+        self.progress.end(name, seconds, self.detail)
+
+
+def verify_options(config: Config) -> verify.VerifyOptions:
+    return verify.VerifyOptions(
+        heal=config.heal,
+        manifest=config.manifest,
+        jobs=config.jobs,
+        check_modules=config.check_module,
+        smoke=config.smoke,
+        timeout=config.timeout,
+    )
+
+
+def prune(config: Config, progress: Progress) -> Outcome:
+    phases = _Phases(progress)
+    target = resolve_target(config.target)
+    selected = categories.select(config.only, config.include, config.exclude)
+    with target_lock(target):
+        recovery = None
+        if config.dry_run:
+            if target.staging_dir.exists():
+                raise TargetError(
+                    f"{target.staging_dir}: an interrupted prune is pending; run `venvprune {target.root}` "
+                    "to restore it before a dry run"
+                )
+        else:
+            with phases.run("recover"):
+                recovery = recover(target)
+                phases.detail = f"{recovery.outcome} {recovery.operations} changes" if recovery else "nothing pending"
+        with phases.run("scan"):
+            inventory = scan(target, inspect_elf=any(c.name == "debug-symbols" for c in selected))
+            phases.detail = f"{len(inventory.files)} files, {len(inventory.distributions)} distributions"
+        with phases.run("plan"):
+            plan = build_plan(inventory, selected, config.keep)
+            phases.detail = f"{len(plan.actions)} changes"
+        if config.dry_run:
+            return Outcome(plan, True, Status.SUCCESS, timings=tuple(phases.timings))
+        return _apply(config, target, plan, recovery, phases)
+
+
+def _apply(config: Config, target: Target, plan: Plan, recovery: Optional[Recovery], phases: _Phases) -> Outcome:
+    options = verify_options(config)
+    skipped = _why_not_verified(config, target)
+    baseline = None
+    if skipped is None:
+        with phases.run("baseline"):
+            baseline = verify.take_baseline(target, options)
+    with signals_interrupt():
+        with phases.run("apply"):
+            transaction, errors = run_transaction(target, plan.by_phase(Phase.FILES))
+        try:
+            errors += transaction.execute(plan.by_phase(Phase.METADATA))
+            outcome = None
+            if baseline is not None:
+                with phases.run("verify"):
+                    outcome = verify.verify_and_heal(transaction, plan, baseline, options)
+                    phases.detail = f"{outcome.checks_passed}/{outcome.checks_total} checks pass"
+                if not outcome.ok:
+                    with signals_ignored():
+                        transaction.rollback()
+                    return Outcome(
+                        plan, False, Status.CHECK_FAILED, recovery, tuple(errors), outcome, timings=tuple(phases.timings)
+                    )
+            with phases.run("commit"):
+                errors += transaction.commit()
+        except BaseException:
+            with signals_ignored():
+                transaction.rollback()
+            raise
+    status = Status.PARTIAL if errors else Status.SUCCESS
+    return Outcome(plan, False, status, recovery, tuple(errors), outcome, skipped, tuple(phases.timings))
+
+
+def _why_not_verified(config: Config, target: Target) -> Optional[str]:
+    if not config.verify:
+        return "--no-verify"
+    if target.interpreter is None:
+        return f"no interpreter found for {target.root}"
+    return None

@@ -1,0 +1,175 @@
+"""The plan: immutable actions with a category and a reason, computed from the inventory without touching the disk.
+
+The dry-run report is this plan rendered; applying it is :mod:`venvprune.apply`'s job.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Protocol
+
+from venvprune.errors import UsageError
+from venvprune.scan import FileEntry, Inventory
+
+
+class ActionKind(enum.Enum):
+    REMOVE = "remove"  # a file or a whole directory goes to staging
+    REWRITE = "rewrite"  # a file gets new content; the original goes to staging
+
+
+class Phase(enum.IntEnum):
+    """Order of application: files first, then the RECORDs that describe them."""
+
+    FILES = 0
+    METADATA = 1
+
+
+class Transform(Protocol):
+    """New content for a rewritten file. Implementations are frozen dataclasses; ``write`` creates *destination*."""
+
+    def write(self, source: Path, destination: Path) -> None: ...
+
+
+@dataclass(frozen=True)
+class Action:
+    path: Path
+    kind: ActionKind
+    category: str
+    reason: str
+    bytes_saved: int
+    files: int  # files removed (a directory counts its files; a rewrite removes none)
+    distribution: Optional[str]
+    is_directory: bool = False
+    transform: Optional[Transform] = None
+    phase: Phase = Phase.FILES
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Something a category would have removed and deliberately did not, with why."""
+
+    path: Path
+    category: str
+    reason: str
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class CategoryResult:
+    actions: tuple[Action, ...] = ()
+    kept: tuple[Kept, ...] = ()
+
+
+class Category(Protocol):
+    name: str
+    default: bool  # part of the default selection
+    summary: str  # one line for --help and the README
+
+    def plan(self, inventory: Inventory, planned: Sequence[Action]) -> CategoryResult:
+        """Actions for this category; *planned* holds the other categories' actions (RECORD needs them)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    inventory: Inventory
+    categories: tuple[str, ...]
+    actions: tuple[Action, ...]
+    kept: tuple[Kept, ...]
+
+    @property
+    def bytes_saved(self) -> int:
+        return sum(a.bytes_saved for a in self.actions)
+
+    @property
+    def files_removed(self) -> int:
+        return sum(a.files for a in self.actions)
+
+    def by_phase(self, phase: Phase) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.phase is phase)
+
+
+class FileIndex:
+    """Files of an inventory sorted by path, for 'which files lie under this directory' in O(log n)."""
+
+    def __init__(self, files: Iterable[FileEntry]) -> None:
+        self._files = sorted(files, key=lambda f: str(f.path))
+        self._keys = [str(f.path) for f in self._files]
+
+    def under(self, directory: Path) -> list[FileEntry]:
+        prefix = str(directory) + "/"
+        start = bisect.bisect_left(self._keys, prefix)
+        end = bisect.bisect_left(self._keys, prefix + "\U0010ffff")
+        return self._files[start:end]
+
+
+def build_plan(
+    inventory: Inventory,
+    categories: Sequence[Category],
+    keep_globs: Sequence[str] = (),
+) -> Plan:
+    """Merge the categories' actions, drop what ``--keep`` protects and what a larger removal already covers."""
+    index = FileIndex(inventory.files)
+    actions: list[Action] = []
+    kept: list[Kept] = []
+    derived = [c for c in categories if _is_derived(c)]
+    for category in (c for c in categories if not _is_derived(c)):
+        result = category.plan(inventory, ())
+        actions.extend(result.actions)
+        kept.extend(result.kept)
+
+    actions, kept_by_glob = _apply_keep(inventory, actions, keep_globs, index)
+    kept.extend(kept_by_glob)
+    actions = _drop_covered(actions)
+    for action in actions:
+        _guard(inventory, action)
+
+    for category in derived:
+        result = category.plan(inventory, tuple(actions))
+        actions.extend(result.actions)
+        kept.extend(result.kept)
+    actions.sort(key=lambda a: (a.phase, str(a.path)))
+    return Plan(inventory, tuple(c.name for c in categories), tuple(actions), tuple(kept))
+
+
+def _is_derived(category: Category) -> bool:
+    return getattr(category, "derived", False) is True
+
+
+def _apply_keep(
+    inventory: Inventory, actions: list[Action], keep_globs: Sequence[str], index: FileIndex
+) -> tuple[list[Action], list[Kept]]:
+    """``--keep GLOB`` protects a path and everything under it; a directory holding a kept file is kept whole."""
+    if not keep_globs:
+        return actions, []
+    remaining: list[Action] = []
+    kept: list[Kept] = []
+    for action in actions:
+        rels = [inventory.target.relative(action.path)]
+        if action.is_directory:
+            rels += [f.rel for f in index.under(action.path)]
+        matched = next((g for g in keep_globs for rel in rels if fnmatch.fnmatchcase(rel, g)), None)
+        if matched is None:
+            remaining.append(action)
+        else:
+            kept.append(Kept(action.path, action.category, f"--keep {matched}", action.bytes_saved))
+    return remaining, kept
+
+
+def _drop_covered(actions: list[Action]) -> list[Action]:
+    """A change inside a directory that is removed as a whole is already counted there."""
+    removed_dirs = {a.path for a in actions if a.kind is ActionKind.REMOVE and a.is_directory}
+    return [a for a in actions if not any(parent in removed_dirs for parent in a.path.parents)]
+
+
+def _guard(inventory: Inventory, action: Action) -> None:
+    """Last line of defence: no category may plan outside site-packages or inside a distribution's metadata."""
+    if not inventory.target.contains(action.path) or action.path in inventory.target.site_packages:
+        raise UsageError(f"{action.path}: planned by {action.category} but outside site-packages; this is a bug")
+    if any(part.endswith((".dist-info", ".egg-info")) for part in action.path.parts) and action.phase is Phase.FILES:
+        raise UsageError(f"{action.path}: planned by {action.category} inside package metadata; this is a bug")

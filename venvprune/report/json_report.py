@@ -1,0 +1,40 @@
+"""The report as versioned JSON; ``schema.json`` beside this file describes it and the tests validate against it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from venvprune.report.model import SCHEMA_VERSION, Report
+
+
+def report_dict(report: Report) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "venvprune_version": report.version,
+        "target": report.target,
+        "kind": report.kind,
+        "python": report.python,
+        "dry_run": report.dry_run,
+        "status": report.status,
+        "totals": {
+            "before_bytes": report.before_bytes,
+            "after_bytes": report.after_bytes,
+            "saved_bytes": report.saved_bytes,
+            "files_before": report.files_before,
+            "files_removed": report.files_removed,
+        },
+        "categories": [{"name": r.name, "files": r.files, "rewritten": r.rewritten, "bytes": r.bytes} for r in report.categories],
+        "distributions": [asdict(d) for d in report.distributions],
+        "kept": [{"path": k.path, "category": k.category, "reason": k.reason, "bytes": k.bytes} for k in report.kept],
+        "actions": [asdict(a) for a in report.actions],
+        "errors": [{"path": path, "message": message} for path, message in report.errors],
+        "recovery": report.recovery,
+        "verification": report.verification,
+        "timings": [{"phase": name, "seconds": seconds} for name, seconds in report.timings],
+    }
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report_dict(report), indent=2, sort_keys=False) + "\n"

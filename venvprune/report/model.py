@@ -1,0 +1,192 @@
+"""One report model built from an :class:`~venvprune.pipeline.Outcome`; text, Markdown and JSON render it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Optional
+
+from venvprune import __version__
+from venvprune.pipeline import Outcome, Status
+from venvprune.plan import Action, ActionKind
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CategoryRow:
+    name: str
+    files: int  # files removed
+    rewritten: int  # files rewritten in place (stripped ELF files, RECORDs)
+    bytes: int
+    percent: float  # of the venv before
+
+
+@dataclass(frozen=True)
+class DistributionRow:
+    name: str
+    version: str
+    bytes_before: int
+    bytes_saved: int
+
+
+@dataclass(frozen=True)
+class KeptRow:
+    path: str  # relative to the target root
+    category: str
+    reason: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    path: str
+    kind: str
+    category: str
+    reason: str
+    bytes: int
+    files: int
+    distribution: Optional[str]
+
+
+@dataclass(frozen=True)
+class Report:
+    target: str
+    kind: str
+    python: Optional[str]
+    dry_run: bool
+    status: str
+    before_bytes: int
+    after_bytes: int
+    files_before: int
+    files_removed: int
+    categories: tuple[CategoryRow, ...]
+    distributions: tuple[DistributionRow, ...]  # every distribution that shrinks, most saved first
+    kept: tuple[KeptRow, ...]
+    actions: tuple[ActionRow, ...]
+    errors: tuple[tuple[str, str], ...]
+    recovery: Optional[str]
+    verification: Optional[dict[str, object]]
+    timings: tuple[tuple[str, float], ...]
+    version: str = __version__
+
+    @property
+    def saved_bytes(self) -> int:
+        return self.before_bytes - self.after_bytes
+
+    @property
+    def saved_percent(self) -> float:
+        return 100.0 * self.saved_bytes / self.before_bytes if self.before_bytes else 0.0
+
+
+def build_report(outcome: Outcome) -> Report:
+    plan = outcome.plan
+    inventory = plan.inventory
+    root = inventory.target.root
+    done = _effective_actions(outcome)
+    before = inventory.total_bytes
+    saved = sum(a.bytes_saved for a in done)
+
+    def rel(path: object) -> str:
+        text = str(path)
+        prefix = str(root) + "/"
+        return display_path(text[len(prefix) :] if text.startswith(prefix) else text)
+
+    by_category: dict[str, list[Action]] = {name: [] for name in plan.categories}
+    for action in done:
+        by_category.setdefault(action.category, []).append(action)
+    categories = tuple(
+        CategoryRow(
+            name,
+            sum(a.files for a in actions),
+            sum(1 for a in actions if a.kind is ActionKind.REWRITE),
+            sum(a.bytes_saved for a in actions),
+            100.0 * sum(a.bytes_saved for a in actions) / before if before else 0.0,
+        )
+        for name, actions in by_category.items()
+    )
+
+    size_by_dist: dict[str, int] = defaultdict(int)
+    for entry in inventory.files:
+        owner = inventory.owner_of(entry.path)
+        if owner is not None:
+            size_by_dist[owner] += entry.size
+    saved_by_dist: dict[str, int] = defaultdict(int)
+    for action in done:
+        if action.distribution is not None:
+            saved_by_dist[action.distribution] += action.bytes_saved
+    distributions = []
+    for name, bytes_saved in sorted(saved_by_dist.items(), key=lambda item: (-item[1], item[0])):
+        dist = inventory.distribution(name)
+        distributions.append(DistributionRow(name, dist.version if dist else "", size_by_dist[name], bytes_saved))
+
+    kept = [KeptRow(rel(k.path), k.category, k.reason, k.bytes) for k in plan.kept]
+    if outcome.verification is not None:
+        kept += [KeptRow(rel(h.path), h.category, f"restored by verification: {h.reason}", 0) for h in outcome.verification.healed]
+
+    verification: Optional[dict[str, object]] = None
+    if outcome.verification is not None:
+        v = outcome.verification
+        verification = {
+            "ok": v.ok,
+            "checks_total": v.checks_total,
+            "checks_passed": v.checks_passed,
+            "regressions": list(v.regressions),
+            "pre_existing": list(v.pre_existing),
+            "healed": [{"path": rel(h.path), "category": h.category, "reason": h.reason} for h in v.healed],
+            "import_seconds_before": v.import_seconds_before,
+            "import_seconds_after": v.import_seconds_after,
+            "manifest": str(v.manifest) if v.manifest else None,
+        }
+    elif outcome.verify_skipped is not None:
+        verification = {"skipped": outcome.verify_skipped}
+
+    recovery = None
+    if outcome.recovery is not None:
+        recovery = f"an interrupted prune was found and {outcome.recovery.outcome} ({outcome.recovery.operations} changes)"
+
+    return Report(
+        target=str(root),
+        kind=inventory.target.kind.value,
+        python=inventory.target.python_version,
+        dry_run=outcome.dry_run,
+        status=outcome.status.value,
+        before_bytes=before,
+        after_bytes=before - saved,
+        files_before=sum(1 for f in inventory.files if not f.is_symlink),
+        files_removed=sum(a.files for a in done),
+        categories=categories,
+        distributions=tuple(distributions),
+        kept=tuple(kept),
+        actions=tuple(
+            ActionRow(rel(a.path), a.kind.value, a.category, a.reason, a.bytes_saved, a.files, a.distribution) for a in done
+        ),
+        errors=tuple((rel(e.path), e.message) for e in outcome.errors),
+        recovery=recovery,
+        verification=verification,
+        timings=tuple((t.name, round(t.seconds, 3)) for t in outcome.timings),
+    )
+
+
+def _effective_actions(outcome: Outcome) -> list[Action]:
+    """What the run did: the plan, less what failed and what verification restored (all of it when it failed)."""
+    if outcome.status is Status.CHECK_FAILED:
+        return []
+    failed = {e.path for e in outcome.errors}
+    healed = {h.path for h in outcome.verification.healed} if outcome.verification else set()
+    return [a for a in outcome.plan.actions if a.path not in failed and a.path not in healed]
+
+
+def display_path(text: str) -> str:
+    """A path a build log and JSON can carry: undecodable bytes and control characters become escapes."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def human_bytes(count: float) -> str:
+    """Decimal units, as ``docker images`` shows them."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(count) < 1000 or unit == "GB":
+            return f"{count:,.0f} {unit}" if unit == "B" else f"{count:,.1f} {unit}"
+        count /= 1000
+    raise AssertionError("unreachable")

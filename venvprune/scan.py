@@ -1,0 +1,186 @@
+"""Read the target into an :class:`Inventory`: one walk, no symlink followed, each file stat-ed once.
+
+Nothing here changes the disk. File ownership comes from each distribution's RECORD, falling back to the
+top-level directory a distribution's RECORD names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import stat
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import PathDistribution
+from pathlib import Path
+from typing import Optional
+
+from packaging.utils import canonicalize_name
+
+from venvprune import elf
+from venvprune.target import MANIFEST_DIR_NAME, STAGING_DIR_NAME, Target
+
+ELF_MAGIC = b"\x7fELF"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A regular file or a symlink (never followed) inside a site-packages directory."""
+
+    path: Path
+    rel: str  # POSIX path relative to its site-packages directory
+    site_packages: Path
+    size: int
+    nlink: int
+    is_symlink: bool = False
+    elf: Optional[elf.ElfFacts] = None  # set for ELF files when debug symbols are inspected
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(self.rel.split("/"))
+
+
+@dataclass(frozen=True)
+class Distribution:
+    name: str  # canonical (PEP 503) name
+    display_name: str
+    version: str
+    metadata_dir: Path  # the *.dist-info or *.egg-info directory
+    site_packages: Path
+    record: Optional[Path]  # RECORD file, when there is one
+    files: frozenset[str]  # paths listed in RECORD, relative to site-packages, normalised
+    record_line_bytes: Mapping[str, int] = field(repr=False, compare=False)  # RECORD bytes per listed path
+    top_level: frozenset[str]  # first path components of its files (packages and modules)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    target: Target
+    files: tuple[FileEntry, ...]
+    directories: tuple[Path, ...]
+    distributions: tuple[Distribution, ...]
+    owners: Mapping[Path, str] = field(repr=False)  # file path -> canonical distribution name
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def owner_of(self, path: Path) -> Optional[str]:
+        """The distribution that installed *path*: from RECORD, else by its top-level package directory."""
+        owner = self.owners.get(path)
+        if owner is not None:
+            return owner
+        for dist in self.distributions:
+            try:
+                first = path.relative_to(dist.site_packages).parts[0]
+            except (ValueError, IndexError):
+                continue
+            if first in dist.top_level or first == dist.metadata_dir.name:
+                return dist.name
+        return None
+
+    def distribution(self, name: str) -> Optional[Distribution]:
+        return next((d for d in self.distributions if d.name == name), None)
+
+
+def scan(target: Target, *, inspect_elf: bool = True) -> Inventory:
+    files: list[FileEntry] = []
+    directories: list[Path] = []
+    for site_packages in target.site_packages:
+        for entry_path, st in _walk(site_packages, directories):
+            rel = entry_path.relative_to(site_packages).as_posix()
+            if stat.S_ISLNK(st.st_mode):
+                files.append(FileEntry(entry_path, rel, site_packages, st.st_size, st.st_nlink, is_symlink=True))
+                continue
+            facts = None
+            if inspect_elf and st.st_size >= elf.MIN_HEADER_SIZE and _has_elf_magic(entry_path):
+                facts = elf.inspect(entry_path)
+            files.append(FileEntry(entry_path, rel, site_packages, st.st_size, st.st_nlink, elf=facts))
+    distributions = tuple(d for sp in target.site_packages for d in _read_distributions(sp))
+    owners = {
+        dist.site_packages / rel: dist.name for dist in distributions for rel in dist.files
+    }
+    return Inventory(target, tuple(files), tuple(directories), distributions, owners)
+
+
+def _walk(top: Path, directories: list[Path]) -> Iterator[tuple[Path, os.stat_result]]:
+    """Yield every non-directory below *top* with its lstat; directories are appended to *directories*."""
+    stack = [top]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as entries:
+                children = sorted(entries, key=lambda e: e.name)
+        except OSError:
+            continue  # unreadable directory: nothing in it is planned, so nothing in it is touched
+        for child in children:
+            path = Path(child.path)
+            if current == top and child.name in (STAGING_DIR_NAME, MANIFEST_DIR_NAME):
+                continue
+            try:
+                st = child.stat(follow_symlinks=False)
+            except OSError:
+                continue  # vanished while we looked
+            if stat.S_ISDIR(st.st_mode):
+                directories.append(path)
+                stack.append(path)
+            elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                yield path, st
+
+
+def _has_elf_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == ELF_MAGIC
+    except OSError:
+        return False
+
+
+def _read_distributions(site_packages: Path) -> Iterator[Distribution]:
+    for metadata_dir in sorted(site_packages.glob("*.dist-info")) + sorted(site_packages.glob("*.egg-info")):
+        if not metadata_dir.is_dir() or metadata_dir.is_symlink():
+            continue
+        dist = PathDistribution(metadata_dir)
+        display_name = dist.metadata["Name"] or metadata_dir.name.split("-")[0]
+        record = metadata_dir / "RECORD"
+        line_bytes = _record_line_bytes(record) if record.is_file() else {}
+        files = frozenset(line_bytes)
+        top_level = {p.split("/")[0] for p in files if not p.startswith("..")}
+        top_level_txt = dist.read_text("top_level.txt")
+        if top_level_txt:
+            top_level.update(line.strip() for line in top_level_txt.splitlines() if line.strip())
+        yield Distribution(
+            name=canonicalize_name(display_name),
+            display_name=display_name,
+            version=dist.version or "",
+            metadata_dir=metadata_dir,
+            site_packages=site_packages,
+            record=record if record.is_file() else None,
+            files=files,
+            record_line_bytes=line_bytes,
+            top_level=frozenset(top_level),
+        )
+
+
+def read_record(record: Path) -> list[list[str]]:
+    """RECORD rows as lists of strings; an unreadable or malformed RECORD reads as no rows."""
+    try:
+        text = record.read_text(encoding="utf-8")
+        return [row for row in csv.reader(io.StringIO(text)) if row]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def record_path(row_path: str) -> str:
+    """A RECORD path normalised to a POSIX path relative to site-packages (``..`` kept for files outside)."""
+    return Path(os.path.normpath(row_path)).as_posix() if row_path else row_path
+
+
+def _record_line_bytes(record: Path) -> dict[str, int]:
+    lines: dict[str, int] = {}
+    for row in read_record(record):
+        normalised = record_path(row[0])
+        if normalised:
+            lines[normalised] = len(",".join(row).encode("utf-8")) + 1
+    return lines
