@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from venvprune.plan import Action, ActionKind, CategoryResult, Phase
+from venvprune.plan import Action, ActionKind, CategoryResult, Phase, ancestors
 from venvprune.scan import Inventory, read_record, record_path
 
 REASON = "list only the files that remain, with new hashes for changed files"
@@ -63,9 +63,10 @@ class Record:
     derived = True  # planned from the other categories' actions
 
     def plan(self, inventory: Inventory, planned: Sequence[Action]) -> CategoryResult:
-        removed_files = {a.path for a in planned if a.kind is ActionKind.REMOVE and not a.is_directory}
-        removed_dirs = {a.path for a in planned if a.kind is ActionKind.REMOVE and a.is_directory}
-        rewritten = {a.path for a in planned if a.kind is ActionKind.REWRITE}
+        # Strings, not Paths: this runs once per RECORD line of the whole venv.
+        removed_files = {str(a.path) for a in planned if a.kind is ActionKind.REMOVE and not a.is_directory}
+        removed_dirs = {str(a.path) for a in planned if a.kind is ActionKind.REMOVE and a.is_directory}
+        rewritten = {str(a.path) for a in planned if a.kind is ActionKind.REWRITE}
         actions: list[Action] = []
         for dist in inventory.distributions:
             if dist.record is None:
@@ -73,8 +74,8 @@ class Record:
             dropped = set()
             rehashed = set()
             for rel in dist.files:
-                full = dist.site_packages / rel
-                if full in removed_files or any(parent in removed_dirs for parent in full.parents):
+                full = f"{dist.site_packages}/{rel}"
+                if full in removed_files or any(parent in removed_dirs for parent in ancestors(full)):
                     dropped.add(rel)
                 elif full in rewritten:
                     rehashed.add(rel)

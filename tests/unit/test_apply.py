@@ -1,0 +1,192 @@
+"""The journalled transaction: staging, restore, commit and recovery after a crash at any step."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.site_builder import install_dist, make_site, tree_digest
+from venvprune import categories
+from venvprune.apply import JOURNAL_NAME, Transaction, recover, run_transaction, target_lock
+from venvprune.errors import LockedError
+from venvprune.plan import Action, ActionKind, Phase, Plan, build_plan
+from venvprune.scan import scan
+from venvprune.target import Target, resolve_target
+
+
+@dataclass(frozen=True)
+class Upper:
+    """A rewrite for tests: the file's content in upper case."""
+
+    def write(self, source: Path, destination: Path) -> None:
+        destination.write_bytes(source.read_bytes().upper())
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    site = make_site(tmp_path / "prefix")
+    install_dist(
+        site,
+        "pkg",
+        {
+            "pkg/__init__.py": "x = 1\n",
+            "pkg/__pycache__/__init__.cpython-311.pyc": b"\x00" * 64,
+            "pkg/tests/__init__.py": "",
+            "pkg/tests/test_x.py": "def test(): pass\n",
+            "pkg/data.txt": "hello\n",
+        },
+    )
+    return site
+
+
+def the_plan(site: Path) -> Plan:
+    target = resolve_target(site)
+    return build_plan(scan(target, inspect_elf=False), categories.select(only=("bytecode", "tests", "record")))
+
+
+def rewrite(path: Path) -> Action:
+    return Action(path, ActionKind.REWRITE, "test", "upper", 0, 0, "pkg", transform=Upper())
+
+
+def test_commit_removes_planned_paths_and_rewrites_record(site: Path) -> None:
+    plan = the_plan(site)
+    transaction, errors = run_transaction(plan.inventory.target, plan.by_phase(Phase.FILES))
+    assert errors == []
+    errors += transaction.execute(plan.by_phase(Phase.METADATA))
+    assert transaction.commit() == []
+    assert not (site / "pkg/tests").exists()
+    assert not (site / "pkg/__pycache__").exists()
+    assert not plan.inventory.target.staging_dir.exists()
+    record = (site / "pkg-1.0.dist-info/RECORD").read_text()
+    assert "pkg/tests/" not in record
+    assert "pkg/__init__.py,sha256=" in record
+
+
+def test_rollback_restores_every_byte(site: Path) -> None:
+    before = tree_digest(site)
+    plan = the_plan(site)
+    transaction, _ = run_transaction(plan.inventory.target, plan.by_phase(Phase.FILES))
+    transaction.execute(plan.by_phase(Phase.METADATA))
+    assert tree_digest(site) != before
+    transaction.rollback()
+    assert tree_digest(site) == before
+    assert not plan.inventory.target.staging_dir.exists()
+
+
+def test_restore_some_then_redo_record_lists_them_again(site: Path) -> None:
+    plan = the_plan(site)
+    transaction, _ = run_transaction(plan.inventory.target, plan.by_phase(Phase.FILES))
+    transaction.execute(plan.by_phase(Phase.METADATA))
+    tests_dir = next(a for a in plan.actions if a.category == "tests")
+    assert transaction.restore([tests_dir]) == []
+    assert transaction.redo(plan.by_phase(Phase.METADATA)) == []
+    transaction.commit()
+    assert (site / "pkg/tests/test_x.py").exists()
+    record = (site / "pkg-1.0.dist-info/RECORD").read_text()
+    assert "pkg/tests/test_x.py,sha256=" in record
+    assert tests_dir not in transaction.executed()
+
+
+def test_rewrite_never_changes_a_hard_linked_inode(site: Path, tmp_path: Path) -> None:
+    data = site / "pkg/data.txt"
+    twin = tmp_path / "cache-copy.txt"
+    os.link(data, twin)  # as uv links a venv's files to its cache
+    transaction = Transaction.begin(resolve_target(site))
+    assert transaction.execute([rewrite(data)]) == []
+    transaction.commit()
+    assert data.read_text() == "HELLO\n"
+    assert twin.read_text() == "hello\n"
+    assert twin.stat().st_nlink == 1
+
+
+def test_rewrite_keeps_the_mode(site: Path) -> None:
+    data = site / "pkg/data.txt"
+    data.chmod(0o751)
+    transaction = Transaction.begin(resolve_target(site))
+    transaction.execute([rewrite(data)])
+    transaction.commit()
+    assert data.stat().st_mode & 0o777 == 0o751
+
+
+def test_a_vanished_file_is_an_error_for_that_file_only(site: Path) -> None:
+    plan = the_plan(site)
+    (site / "pkg/__pycache__/__init__.cpython-311.pyc").unlink()
+    (site / "pkg/__pycache__").rmdir()
+    transaction, errors = run_transaction(plan.inventory.target, plan.by_phase(Phase.FILES))
+    transaction.commit()
+    assert [(e.path.name, e.message) for e in errors] == [("__pycache__", "vanished since the plan was made")]
+    assert not (site / "pkg/tests").exists()
+
+
+def crash_after(site: Path, steps: int) -> Target:
+    """Run a prune and abandon it after *steps* changes, as a SIGKILL would: no rollback, no commit."""
+    plan = the_plan(site)
+    transaction = Transaction.begin(plan.inventory.target)
+    actions = list(plan.actions)[:steps]
+    transaction.execute(actions)
+    transaction._close()  # what the OS does for a killed process
+    return plan.inventory.target
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3, 4])
+def test_recovery_after_a_crash_restores_the_original(site: Path, steps: int) -> None:
+    before = tree_digest(site)
+    target = crash_after(site, steps)
+    recovery = recover(target)
+    assert recovery is not None and recovery.outcome == "restored" and recovery.errors == ()
+    assert tree_digest(site) == before
+    assert recover(target) is None
+
+
+def test_recovery_after_a_committed_crash_finishes(site: Path) -> None:
+    plan = the_plan(site)
+    transaction, _ = run_transaction(plan.inventory.target, plan.actions)
+    transaction._close()
+    (plan.inventory.target.staging_dir / "COMMITTED").write_text("committed\n")  # killed right after the marker
+    recovery = recover(plan.inventory.target)
+    assert recovery is not None and recovery.outcome == "completed"
+    assert not (site / "pkg/tests").exists()
+    assert not plan.inventory.target.staging_dir.exists()
+
+
+def test_recovery_ignores_a_torn_last_journal_line(site: Path) -> None:
+    before = tree_digest(site)
+    target = crash_after(site, 2)
+    with open(target.staging_dir / JOURNAL_NAME, "a") as journal:
+        journal.write('{"op": 9, "kind": "rem')
+    recover(target)
+    assert tree_digest(site) == before
+
+
+def test_created_files_and_their_folders_are_removed_by_recovery(site: Path) -> None:
+    target = resolve_target(site)
+    before = tree_digest(site)
+    transaction = Transaction.begin(target)
+    transaction.create(site / "new" / "deeper" / "check.py", b"print('hi')\n")
+    assert (site / "new/deeper/check.py").read_bytes() == b"print('hi')\n"
+    transaction._close()
+    recover(target)
+    assert tree_digest(site) == before
+
+
+def test_journal_is_written_before_each_change(site: Path) -> None:
+    target = crash_after(site, 1)
+    lines = [json.loads(line) for line in (target.staging_dir / JOURNAL_NAME).read_text().splitlines()]
+    assert lines[0]["target"] == str(target.root)
+    assert [line["kind"] for line in lines[1:]] == ["remove"]
+
+
+def test_an_unfinished_prune_blocks_a_new_transaction(site: Path) -> None:
+    target = crash_after(site, 1)
+    with pytest.raises(Exception, match="an earlier prune is unfinished"):
+        Transaction.begin(target)
+
+
+def test_a_second_venvprune_on_the_same_target_is_refused(site: Path) -> None:
+    target = resolve_target(site)
+    with target_lock(target), pytest.raises(LockedError, match="another venvprune is working on it"), target_lock(target):
+        pass

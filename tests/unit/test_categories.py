@@ -1,0 +1,173 @@
+"""The default categories, planned over small real site-packages trees laid out at test time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.site_builder import install_dist, make_site
+from venvprune import categories
+from venvprune.categories.tests import import_snippets, imported_names
+from venvprune.plan import ActionKind, Plan, build_plan
+from venvprune.scan import scan
+from venvprune.target import resolve_target
+
+
+def plan_for(site_packages: Path, *, only: tuple[str, ...] = (), keep: tuple[str, ...] = ()) -> Plan:
+    target = resolve_target(site_packages)
+    selected = categories.select(only=only or ("bytecode", "tests", "record"))
+    return build_plan(scan(target, inspect_elf=False), selected, keep)
+
+
+def removed(plan: Plan) -> set[str]:
+    return {plan.inventory.target.relative(a.path) for a in plan.actions if a.kind is ActionKind.REMOVE}
+
+
+def kept_reasons(plan: Plan) -> dict[str, str]:
+    return {plan.inventory.target.relative(k.path): k.reason for k in plan.kept}
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    return make_site(tmp_path)
+
+
+def test_pycache_goes_whole_and_sourceless_pyc_stays(site: Path) -> None:
+    install_dist(
+        site,
+        "pkg",
+        {
+            "pkg/__init__.py": "",
+            "pkg/__pycache__/__init__.cpython-311.pyc": b"\x00" * 100,
+            "pkg/legacy.py": "x = 1\n",
+            "pkg/legacy.pyc": b"\x00" * 10,
+            "pkg/compiled_only.pyc": b"\x00" * 20,
+        },
+    )
+    plan = plan_for(site, only=("bytecode",))
+    assert removed(plan) == {"pkg/__pycache__", "pkg/legacy.pyc"}
+    assert kept_reasons(plan) == {"pkg/compiled_only.pyc": "sourceless module: this .pyc is the code"}
+    assert plan.bytes_saved == 110
+    assert plan.files_removed == 2
+
+
+def test_pycache_with_other_files_loses_only_bytecode(site: Path) -> None:
+    install_dist(site, "pkg", {"pkg/__init__.py": "", "pkg/__pycache__/a.cpython-311.pyc": "x", "pkg/__pycache__/notes.txt": "y"})
+    assert removed(plan_for(site, only=("bytecode",))) == {"pkg/__pycache__/a.cpython-311.pyc"}
+
+
+def test_tests_dirs_go_but_testing_and_test_modules_stay(site: Path) -> None:
+    install_dist(
+        site,
+        "pkg",
+        {
+            "pkg/__init__.py": "",
+            "pkg/core.py": "import os\n",
+            "pkg/tests/__init__.py": "",
+            "pkg/tests/test_core.py": "from pkg import core\n",
+            "pkg/sub/test/__init__.py": "",
+            "pkg/testing/__init__.py": "def assert_ok(): pass\n",
+            "pkg/_testing.py": "",
+            "pkg/test.py": "def main(): pass\n",
+            "pkg/tests.py": "",
+        },
+    )
+    install_dist(site, "toplevel-tests", {"tests/__init__.py": ""})  # a distribution's top-level package
+    plan = plan_for(site, only=("tests",))
+    assert removed(plan) == {"pkg/tests", "pkg/sub/test"}
+    assert all(a.reason == categories.tests.REASON for a in plan.actions)
+    assert {a.distribution for a in plan.actions} == {"pkg"}
+
+
+@pytest.mark.parametrize(
+    ("importer", "source"),
+    [
+        ("pkg/core.py", "from pkg.tests import helpers\n"),
+        ("pkg/core.py", "import pkg.tests.helpers as h\n"),
+        ("pkg/core.py", "from . import tests\n"),
+        ("pkg/core.py", "from .tests.helpers import make\n"),
+        ("pkg/sub/mod.py", "from ..tests import helpers\n"),
+        ("pkg/core.py", "from pkg import (\n    core,\n    tests,\n)\n"),
+        ("pkg/core.py", "import importlib\nm = importlib.import_module('pkg.tests.helpers')\n"),
+        ("pkg/core.py", "from importlib import import_module\nm = import_module(\n    '.tests', package='pkg')\n"),
+        ("pkg/core.py", "def lazy():\n    from pkg.tests import helpers\n    return helpers\n"),
+    ],
+)
+def test_tests_dir_imported_by_runtime_code_is_kept(site: Path, importer: str, source: str) -> None:
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/mod.py": "",
+        "pkg/core.py": "",
+        "pkg/tests/__init__.py": "",
+        "pkg/tests/helpers.py": "def make(): pass\n",
+    }
+    files[importer] = source
+    install_dist(site, "pkg", files)
+    plan = plan_for(site, only=("tests",))
+    assert removed(plan) == set()
+    assert kept_reasons(plan) == {"pkg/tests": f"{importer} imports it at runtime"}
+
+
+def test_imports_from_inside_the_tests_dir_or_of_other_names_do_not_keep_it(site: Path) -> None:
+    install_dist(
+        site,
+        "pkg",
+        {
+            "pkg/__init__.py": '"""Run the tests with pytest; import this package."""\n',
+            "pkg/core.py": "import pkg.testing\nfrom pkg import contest\n# tests import nothing here\n",
+            "pkg/testing.py": "",
+            "pkg/contest.py": "",
+            "pkg/tests/__init__.py": "from pkg.tests import helpers\n",
+            "pkg/tests/helpers.py": "",
+        },
+    )
+    assert removed(plan_for(site, only=("tests",))) == {"pkg/tests"}
+
+
+def test_snippets_are_cut_around_import_statements_only() -> None:
+    source = b'"""tests are nice"""\nimport os\nx = "tests"\nfrom a import (\n  b,\n  tests)\ny = 1\n'
+    assert list(import_snippets(source)) == [b"from a import (\n  b,\n  tests)"]
+    assert set(imported_names(b"from .. import tests", "pkg.sub.mod", False)) == {"pkg", "pkg.tests"}
+    assert set(imported_names(b"from . import tests", "pkg", True)) == {"pkg", "pkg.tests"}
+
+
+def test_record_rewrite_is_planned_for_changed_distributions_only(site: Path) -> None:
+    install_dist(site, "pkg", {"pkg/__init__.py": "", "pkg/tests/__init__.py": "", "pkg/tests/t.py": "x = 1\n"})
+    install_dist(site, "untouched", {"untouched/__init__.py": ""})
+    plan = plan_for(site)
+    records = [a for a in plan.actions if a.category == "record"]
+    assert [plan.inventory.target.relative(a.path) for a in records] == ["pkg-1.0.dist-info/RECORD"]
+    transform = records[0].transform
+    assert transform is not None
+    assert transform.dropped == frozenset({"pkg/tests/__init__.py", "pkg/tests/t.py"})  # type: ignore[attr-defined]
+    assert records[0].bytes_saved > 0
+
+
+def test_keep_glob_protects_a_directory_and_anything_under_it(site: Path) -> None:
+    install_dist(
+        site,
+        "pkg",
+        {"pkg/__init__.py": "", "pkg/tests/__init__.py": "", "pkg/tests/data/x.json": "{}", "other/tests/__init__.py": ""},
+    )
+    plan = plan_for(site, only=("tests",), keep=("pkg/tests/data/*",))
+    assert removed(plan) == {"other/tests"}
+    assert kept_reasons(plan)["pkg/tests"] == "--keep pkg/tests/data/*"
+
+
+def test_bytecode_inside_a_removed_tests_dir_is_counted_once(site: Path) -> None:
+    install_dist(
+        site,
+        "pkg",
+        {"pkg/__init__.py": "", "pkg/tests/__init__.py": "", "pkg/tests/__pycache__/__init__.cpython-311.pyc": b"\x00" * 50},
+    )
+    plan = plan_for(site, only=("bytecode", "tests"))
+    assert removed(plan) == {"pkg/tests"}
+    assert plan.bytes_saved == 50
+
+
+def test_selection_names_unknown_categories() -> None:
+    with pytest.raises(Exception, match="unknown category 'bogus'; choose from"):
+        categories.select(only=["bogus"])
+    assert [c.name for c in categories.select(exclude=["tests"])] == ["bytecode", "debug-symbols", "record"]

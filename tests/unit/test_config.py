@@ -1,0 +1,51 @@
+"""Settings come from defaults, [tool.venvprune], --config and the command line, in that order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from venvprune.config import Config, _read_simple_toml, load
+from venvprune.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_layers_in_order(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml", '[tool.venvprune]\nkeep = ["a/*"]\nexclude = "tests"\nno-heal = true\njobs = 3\n')
+    extra = write(tmp_path / "extra.toml", 'keep = ["b/*"]\n')
+    config = load(tmp_path, extra, {"jobs": 1})
+    assert config.keep == ("b/*",)
+    assert config.exclude == ("tests",)
+    assert config.heal is False
+    assert config.jobs == 1
+    assert load(tmp_path / "nowhere", None, {}) == Config()
+
+
+def test_unknown_key_names_the_nearest(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml", "[tool.venvprune]\nexlude = ['tests']\n")
+    with pytest.raises(ConfigError, match=r"pyproject.toml: unknown key 'exlude' in venvprune settings; did you mean 'exclude'\?"):
+        load(tmp_path, None, {})
+
+
+def test_wrong_types_and_bad_toml_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="jobs must be a number"):
+        load(tmp_path, write(tmp_path / "a.toml", 'jobs = "two"\n'), {})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(tmp_path, write(tmp_path / "b.toml", "keep = [\n"), {})
+    with pytest.raises(ConfigError, match="config file not found"):
+        load(tmp_path, tmp_path / "missing.toml", {})
+
+
+def test_config_file_may_hold_a_tool_table(tmp_path: Path) -> None:
+    config = load(tmp_path, write(tmp_path / "c.toml", "[tool.venvprune]\nonly = ['bytecode']\n"), {})
+    assert config.only == ("bytecode",)
+
+
+def test_fallback_reader_for_python_before_3_11(tmp_path: Path) -> None:
+    text = '[project]\nname = "x"\n[tool.venvprune]\nkeep = ["a/*", "b"]  \nverify = false\ntimeout = 30\n'
+    assert _read_simple_toml(text, tmp_path / "p.toml")["tool"]["venvprune"] == {"keep": ["a/*", "b"], "verify": False, "timeout": 30}
