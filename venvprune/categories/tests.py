@@ -22,6 +22,7 @@ TEST_DIR_NAMES = frozenset({"tests", "test"})
 REASON = "test suite; no module outside it imports it"
 
 _WORD_TESTS = re.compile(rb"\btests?\b")
+_IMPORT_REACH = 4096
 
 
 class Tests:
@@ -44,9 +45,9 @@ class Tests:
         for dotted, directory in sorted(candidates.items()):
             contents = index.under(directory)
             size = sum(f.size for f in contents)
-            importer = importers.get(dotted)
+            importer = importers.get(dotted)  # why it stays
             if importer is not None:
-                kept.append(Kept(directory, self.name, f"{importer} imports it at runtime", size))
+                kept.append(Kept(directory, self.name, importer, size))
                 continue
             actions.append(
                 Action(
@@ -74,22 +75,58 @@ def _module_name(rel: str) -> str:
 
 
 def _find_importers(files: Sequence[FileEntry], candidates: dict[str, Path]) -> dict[str, str]:
-    """Map each candidate's dotted name to the first module outside it that imports it."""
-    importers: dict[str, str] = {}
+    """Which test directories must stay, and why: runtime code imports them, or a kept one does, or holds them.
+
+    Imports made by test modules only count once their own directory is kept, so one test suite importing
+    another (``numpy/_core/tests`` importing ``numpy.lib.tests``) keeps nothing; only runtime code is read first,
+    and a test directory's files are read only when it is kept.
+    """
+    groups: dict[Optional[str], list[FileEntry]] = {}
     for entry in files:
-        if entry.is_symlink or entry.path.suffix != ".py":
-            continue
-        try:
-            source = entry.path.read_bytes()
-        except OSError:
-            continue
-        module = _module_name(entry.rel[: -len(".py")])
-        for snippet in import_snippets(source):
-            for imported in imported_names(snippet, module, entry.path.name == "__init__.py"):
-                for dotted in _candidates_covering(imported, candidates):
-                    if dotted not in importers and not _is_inside(entry.rel, dotted):
-                        importers[dotted] = entry.rel
-    return importers
+        if not entry.is_symlink and entry.path.suffix == ".py":
+            groups.setdefault(_innermost_candidate(entry.rel, candidates), []).append(entry)
+    kept: dict[str, str] = {}
+    pending: list[Optional[str]] = [None]  # None: runtime code, outside every test directory
+    while pending:
+        group = pending.pop()
+        for entry in groups.get(group, ()):
+            for dotted in _imported_candidates(entry, candidates):
+                if dotted in kept or _is_inside(entry.rel, dotted):
+                    continue
+                why = f"{entry.rel} imports it at runtime" if group is None else f"{entry.rel} imports it and {group} is kept"
+                for name, reason in [(dotted, why), *((outer, f"holds {dotted}, which is kept") for outer in _outer(dotted, candidates))]:
+                    if name not in kept:
+                        kept[name] = reason
+                        pending.append(name)
+    return kept
+
+
+def _innermost_candidate(rel: str, candidates: dict[str, Path]) -> Optional[str]:
+    parts = rel.split("/")[:-1]
+    for end in range(len(parts), 0, -1):
+        dotted = ".".join(parts[:end])
+        if dotted in candidates:
+            return dotted
+    return None
+
+
+def _outer(dotted: str, candidates: dict[str, Path]) -> Iterator[str]:
+    parts = dotted.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[:end])
+        if prefix in candidates:
+            yield prefix
+
+
+def _imported_candidates(entry: FileEntry, candidates: dict[str, Path]) -> Iterator[str]:
+    try:
+        source = entry.path.read_bytes()
+    except OSError:
+        return
+    module = _module_name(entry.rel[: -len(".py")])
+    for snippet in import_snippets(source):
+        for imported in imported_names(snippet, module, entry.path.name == "__init__.py"):
+            yield from _candidates_covering(imported, candidates)
 
 
 def import_snippets(source: bytes) -> Iterator[bytes]:

@@ -58,13 +58,15 @@ def render_text(report: Report, verbose: bool = False) -> str:
         lines.append("")
         lines.append("  kept on purpose")
         for group in groups:
-            size = f", {human_bytes(group.bytes)}" if group.bytes else ""
-            lines.append(f"  {group.category:<15} {group.count:>5,} x  {group.reason}{size}")
-            shown = group.examples if verbose or group.count <= 3 else group.examples[:1]
-            for path in shown:
-                lines.append(f"  {'':<15}          {path}")
+            size = f" ({human_bytes(group.bytes)})" if group.bytes else ""
+            if group.count == 1:
+                lines.append(f"  {group.category:<15} {group.examples[0]}{size}: {group.reason}")
+                continue
+            lines.append(f"  {group.category:<15} {group.count:,} paths{size}: {group.reason}")
+            shown = group.examples if verbose else group.examples[:2]
+            lines.extend(f"  {'':<15}   {path}" for path in shown)
             if group.count > len(shown):
-                lines.append(f"  {'':<15}          ... and {group.count - len(shown):,} more (see --json)")
+                lines.append(f"  {'':<15}   ... and {group.count - len(shown):,} more (see --json)")
 
     lines.extend(_verification_lines(report))
     if report.errors:
