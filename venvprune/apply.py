@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import stat
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,7 +305,7 @@ def _delete_path(path: Path) -> None:
 def _delete_tree(path: Path) -> list[FileError]:
     errors: list[FileError] = []
 
-    def onerror(_func: object, failed: str, exc_info: tuple[type[BaseException], BaseException, object]) -> None:
+    def retry(_func: object, failed: str, _error: object) -> None:
         # A read-only directory inside staging: make it writable and try once more.
         try:
             os.chmod(os.path.dirname(failed), 0o700)
@@ -312,7 +313,10 @@ def _delete_tree(path: Path) -> list[FileError]:
         except OSError as exc:
             errors.append(FileError(Path(failed), _describe(exc)))
 
-    shutil.rmtree(path, onerror=onerror)  # noqa: B028 -- onexc is 3.12+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=retry)
+    else:
+        shutil.rmtree(path, onerror=retry)
     return errors
 
 

@@ -140,14 +140,17 @@ def _read_simple_toml(text: str, path: Path) -> dict[str, Any]:
 
     root: dict[str, Any] = {}
     table = root
+    ours = True  # the top level of a --config file, or [tool.venvprune]: what we read must be understood
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if line.startswith("["):
             table = root
-            for part in line.strip("[]").strip().split("."):
-                table = table.setdefault(part.strip().strip('"'), {})
+            header = [part.strip().strip('"') for part in line.strip("[]").strip().split(".")]
+            for part in header:
+                table = table.setdefault(part, {})
+            ours = header == ["tool", "venvprune"]
             continue
         key, sep, value = line.partition("=")
         if not sep:
@@ -157,6 +160,9 @@ def _read_simple_toml(text: str, path: Path) -> dict[str, Any]:
         try:
             table[key.strip().strip('"')] = ast.literal_eval(literal)
         except (ValueError, SyntaxError):
-            if table is root.get("tool", {}).get("venvprune"):
-                raise ConfigError(f"{path}:{number}: cannot read {line!r}; use strings, booleans, numbers or lists") from None
+            if ours:
+                raise ConfigError(
+                    f"{path}:{number}: not valid TOML for venvprune settings ({line!r}); "
+                    "use strings, booleans, numbers or one-line lists"
+                ) from None
     return root
