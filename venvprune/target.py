@@ -138,7 +138,8 @@ def _find_interpreter(bin_dir: Path, preferred: str = "python") -> Optional[Path
 def _ask_interpreter(interpreter: Path, root: Path) -> tuple[str, tuple[Path, ...]]:
     try:
         completed = subprocess.run(
-            [str(interpreter), "-I", "-c", _QUERY],
+            # -B: site imports .pth hooks (_distutils_hack), which would write the bytecode we are about to remove.
+            [str(interpreter), "-I", "-B", "-c", _QUERY],
             capture_output=True,
             text=True,
             timeout=60,
