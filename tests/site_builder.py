@@ -10,7 +10,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 Content = Union[str, bytes]
 
@@ -27,8 +27,8 @@ def install_dist(
     name: str,
     files: Mapping[str, Content],
     version: str = "1.0",
-    entry_points: Optional[str] = None,
-    top_level: Optional[str] = None,
+    entry_points: str | None = None,
+    top_level: str | None = None,
 ) -> Path:
     """Write *files* and a ``NAME-VERSION.dist-info`` whose RECORD lists them all; return the dist-info path."""
     for rel, content in files.items():
@@ -37,7 +37,10 @@ def install_dist(
         path.write_bytes(content.encode() if isinstance(content, str) else content)
     dist_info = site_packages / f"{name.replace('-', '_')}-{version}.dist-info"
     dist_info.mkdir()
-    meta: dict[str, Content] = {"METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", "INSTALLER": "pip\n"}
+    meta: dict[str, Content] = {
+        "METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        "INSTALLER": "pip\n",
+    }
     if entry_points is not None:
         meta["entry_points.txt"] = entry_points
     if top_level is not None:
@@ -45,7 +48,9 @@ def install_dist(
     for rel, content in meta.items():
         (dist_info / rel).write_text(content if isinstance(content, str) else content.decode())
     rows = [f"{rel},{record_hash(site_packages / rel)},{(site_packages / rel).stat().st_size}" for rel in files]
-    rows += [f"{dist_info.name}/{rel},{record_hash(dist_info / rel)},{(dist_info / rel).stat().st_size}" for rel in meta]
+    rows += [
+        f"{dist_info.name}/{rel},{record_hash(dist_info / rel)},{(dist_info / rel).stat().st_size}" for rel in meta
+    ]
     rows.append(f"{dist_info.name}/RECORD,,")
     (dist_info / "RECORD").write_text("\n".join(rows) + "\n")
     return dist_info

@@ -12,7 +12,7 @@ import subprocess
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 Content = Union[str, bytes]
 
@@ -22,8 +22,8 @@ def build_wheel(
     name: str,
     files: Mapping[str, Content],
     version: str = "1.0",
-    entry_points: Optional[str] = None,
-    top_level: Optional[str] = None,
+    entry_points: str | None = None,
+    top_level: str | None = None,
     tag: str = "py3-none-any",
 ) -> Path:
     """Write ``NAME-VERSION-TAG.whl`` into *directory* holding *files* (paths relative to site-packages)."""
@@ -31,7 +31,9 @@ def build_wheel(
     dist_info = f"{dist}-{version}.dist-info"
     contents: dict[str, bytes] = {rel: _bytes(content) for rel, content in files.items()}
     contents[f"{dist_info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
-    contents[f"{dist_info}/WHEEL"] = f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: {tag}\n".encode()
+    contents[f"{dist_info}/WHEEL"] = (
+        f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: {tag}\n".encode()
+    )
     if entry_points is not None:
         contents[f"{dist_info}/entry_points.txt"] = entry_points.encode()
     if top_level is not None:

@@ -28,7 +28,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Optional
 
 from venvprune import __version__
 from venvprune.errors import ApplyError, Interrupted, LockedError
@@ -73,12 +72,15 @@ class Transaction:
         except FileExistsError as exc:
             raise ApplyError(f"{staging}: an earlier prune is unfinished; run venvprune again to recover it") from exc
         except OSError as exc:
-            raise ApplyError(f"{staging}: cannot create the staging folder ({exc.strerror}); is the target writable?") from exc
+            raise ApplyError(
+                f"{staging}: cannot create the staging folder ({exc.strerror}); is the target writable?"
+            ) from exc
         for site_packages in target.site_packages:
             if site_packages.stat().st_dev != staging.stat().st_dev:
                 shutil.rmtree(staging)
                 raise ApplyError(
-                    f"{site_packages}: on another file system than {target.root}; name the site-packages directory instead"
+                    f"{site_packages}: on another file system than {target.root}; "
+                    "name the site-packages directory instead"
                 )
         transaction = cls(target, staging)
         transaction._append({"venvprune": __version__, "target": str(target.root)})
@@ -184,7 +186,7 @@ class Transaction:
                 del self._ids[action.path]
             raise
 
-    def _start(self, kind: str, path: Path, action: Optional[Action] = None) -> int:
+    def _start(self, kind: str, path: Path, action: Action | None = None) -> int:
         op = self._next_op
         self._next_op += 1
         self._append({"op": op, "kind": kind, "path": str(path)})
@@ -210,7 +212,7 @@ class Transaction:
             self._journal.close()
 
 
-def recover(target: Target) -> Optional[Recovery]:
+def recover(target: Target) -> Recovery | None:
     """Finish or undo a prune that was interrupted; None when there was none."""
     if not os.path.lexists(target.staging_dir):
         return None
@@ -219,8 +221,7 @@ def recover(target: Target) -> Optional[Recovery]:
 
 def _recover_staging(staging: Path) -> Recovery:
     if (staging / COMMITTED_NAME).exists():
-        errors = _delete_tree(staging)
-        return Recovery("completed", 0, tuple(errors))
+        return Recovery("completed", 0, tuple(_delete_tree(staging)))
     errors: list[FileError] = []
     restored = 0
     for op, kind, path in reversed(list(_read_journal(staging / JOURNAL_NAME))):
@@ -342,7 +343,7 @@ def target_lock(target: Target) -> Iterator[None]:
 def signals_interrupt() -> Iterator[None]:
     """Turn SIGTERM (docker stop) into an exception, like SIGINT, so the transaction can restore before exiting."""
 
-    def handler(signum: int, _frame: Optional[FrameType]) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
         raise Interrupted(f"stopped by {signal.Signals(signum).name}; every change was restored")
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -48,8 +48,12 @@ def _check_options(command: Any) -> Any:
         [
             click.option("--jobs", type=click.IntRange(min=0), help="Import workers (default: one per CPU)."),
             click.option("--check-module", "check_module", multiple=True, metavar="NAME", help="Also import NAME."),
-            click.option("--smoke", multiple=True, metavar="COMMAND", help="Also run COMMAND with the venv's bin first on PATH."),
-            click.option("--timeout", type=click.FloatRange(min=1), help="Seconds allowed per module import (default 120)."),
+            click.option(
+                "--smoke", multiple=True, metavar="COMMAND", help="Also run COMMAND with the venv's bin first on PATH."
+            ),
+            click.option(
+                "--timeout", type=click.FloatRange(min=1), help="Seconds allowed per module import (default 120)."
+            ),
         ]
     ):
         command = option(command)
@@ -60,11 +64,17 @@ def _check_options(command: Any) -> Any:
 @click.argument("venv", required=False, type=click.Path(path_type=Path))
 @click.option("-n", "--dry-run", "dry_run", is_flag=True, help="Print the plan as the report; change nothing.")
 @click.option("--json", "json_path", metavar="PATH|-", help="Write the report as JSON to PATH (- for stdout).")
-@click.option("--markdown", "markdown_path", metavar="PATH|-", help="Write the report as Markdown to PATH (- for stdout).")
-@click.option("--only", multiple=True, type=click.Choice(categories.NAMES), help="Exactly these categories (repeatable).")
+@click.option(
+    "--markdown", "markdown_path", metavar="PATH|-", help="Write the report as Markdown to PATH (- for stdout)."
+)
+@click.option(
+    "--only", multiple=True, type=click.Choice(categories.NAMES), help="Exactly these categories (repeatable)."
+)
 @click.option("--include", multiple=True, type=click.Choice(categories.NAMES), help="Add an opt-in category.")
 @click.option("--exclude", multiple=True, type=click.Choice(categories.NAMES), help="Leave a category out.")
-@click.option("--keep", multiple=True, metavar="GLOB", help="Never touch paths matching GLOB, relative to site-packages.")
+@click.option(
+    "--keep", multiple=True, metavar="GLOB", help="Never touch paths matching GLOB, relative to site-packages."
+)
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Read settings from this TOML file.")
 @click.option("--no-verify", "no_verify", is_flag=True, help="Do not check imports before and after.")
 @click.option("--no-heal", "no_heal", is_flag=True, help="Fail at the first regression instead of restoring.")
@@ -74,11 +84,15 @@ def _check_options(command: Any) -> Any:
 @click.option("-v", "--verbose", "verbose", is_flag=True, help="Print more of what was kept, and tracebacks.")
 @click.version_option(__version__, prog_name="venvprune")
 @click.pass_context
-def prune_command(ctx: click.Context, venv: Optional[Path], **options: Any) -> None:
+def prune_command(ctx: click.Context, /, venv: Path | None, **options: Any) -> None:
     """Prune VENV (a venv, a Python prefix or a site-packages directory; default: $VIRTUAL_ENV)."""
     verbose = bool(options["verbose"])
     with _errors_to_exit_codes(verbose):
-        given = {name: value for name, value in options.items() if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+        given = {
+            name: value
+            for name, value in options.items()
+            if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        }
         settings = config.load(Path.cwd(), options["config_file"], _overrides(venv, given))
         progress = _Progress(enabled=not options["quiet"])
         outcome = pipeline.prune(settings, progress)
@@ -97,12 +111,14 @@ def prune_command(ctx: click.Context, venv: Optional[Path], **options: Any) -> N
 @click.argument("venv", required=False, type=click.Path(path_type=Path))
 @_check_options
 @click.option("-v", "--verbose", "verbose", is_flag=True, help="Print tracebacks of internal errors.")
-def check_command(venv: Optional[Path], **options: Any) -> None:
+def check_command(venv: Path | None, **options: Any) -> None:
     """Import-check VENV without changing it; exit 1 naming each failure."""
     with _errors_to_exit_codes(bool(options["verbose"])):
         target = resolve_target(venv)
         if target.staging_dir.exists():
-            raise VenvpruneError(f"{target.staging_dir}: an interrupted prune is pending; run `venvprune {target.root}` first")
+            raise VenvpruneError(
+                f"{target.staging_dir}: an interrupted prune is pending; run `venvprune {target.root}` first"
+            )
         defaults = config.Config()
         result = verify.run_check(
             target,
@@ -120,7 +136,7 @@ def check_command(venv: Optional[Path], **options: Any) -> None:
         sys.exit(ExitCode.SUCCESS if result.ok else ExitCode.CHECK_FAILED)
 
 
-def _overrides(venv: Optional[Path], given: dict[str, Any]) -> dict[str, Any]:
+def _overrides(venv: Path | None, given: dict[str, Any]) -> dict[str, Any]:
     """Command-line options as Config fields; only those the user typed, so the config files fill the rest."""
     renames = {"json_path": "json", "markdown_path": "markdown"}
     negations = {"no_verify": "verify", "no_heal": "heal", "no_manifest": "manifest"}

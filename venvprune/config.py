@@ -10,14 +10,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from venvprune.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Config:
-    target: Optional[Path] = None
+    target: Path | None = None
     dry_run: bool = False
     only: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
@@ -30,8 +30,8 @@ class Config:
     check_module: tuple[str, ...] = ()
     smoke: tuple[str, ...] = ()
     timeout: float = 120.0  # seconds per module import
-    json: Optional[str] = None  # path, or "-" for stdout
-    markdown: Optional[str] = None
+    json: str | None = None  # path, or "-" for stdout
+    markdown: str | None = None
     verbosity: int = 0  # -1 quiet, 0 normal, 1 verbose
 
 
@@ -55,7 +55,7 @@ _FILE_KEYS: dict[str, str] = {
 _NEGATED = {"no-verify": "verify", "no-heal": "heal", "no-manifest": "manifest"}
 
 
-def load(cwd: Path, config_file: Optional[Path], overrides: Mapping[str, Any]) -> Config:
+def load(cwd: Path, config_file: Path | None, overrides: Mapping[str, Any]) -> Config:
     """Merge the layers; *overrides* are the options the user gave on the command line (field name -> value)."""
     config = Config()
     pyproject = cwd / "pyproject.toml"

@@ -10,10 +10,18 @@ import enum
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Protocol
 
 from venvprune import categories, verify
-from venvprune.apply import FileError, Recovery, recover, run_transaction, signals_ignored, signals_interrupt, target_lock
+from venvprune.apply import (
+    FileError,
+    Recovery,
+    recover,
+    run_transaction,
+    signals_ignored,
+    signals_interrupt,
+    target_lock,
+)
 from venvprune.config import Config
 from venvprune.errors import TargetError
 from venvprune.plan import Phase, Plan, build_plan
@@ -38,10 +46,10 @@ class Outcome:
     plan: Plan
     dry_run: bool
     status: Status
-    recovery: Optional[Recovery] = None
+    recovery: Recovery | None = None
     errors: tuple[FileError, ...] = ()
-    verification: Optional[verify.VerifyOutcome] = None
-    verify_skipped: Optional[str] = None  # why there was no verification
+    verification: verify.VerifyOutcome | None = None
+    verify_skipped: str | None = None  # why there was no verification
     timings: tuple[PhaseTiming, ...] = field(default=())
 
 
@@ -108,7 +116,7 @@ def prune(config: Config, progress: Progress) -> Outcome:
         return _apply(config, target, plan, recovery, phases)
 
 
-def _apply(config: Config, target: Target, plan: Plan, recovery: Optional[Recovery], phases: _Phases) -> Outcome:
+def _apply(config: Config, target: Target, plan: Plan, recovery: Recovery | None, phases: _Phases) -> Outcome:
     options = verify_options(config)
     skipped = _why_not_verified(config, target)
     baseline = None
@@ -129,7 +137,13 @@ def _apply(config: Config, target: Target, plan: Plan, recovery: Optional[Recove
                     with signals_ignored():
                         transaction.rollback()
                     return Outcome(
-                        plan, False, Status.CHECK_FAILED, recovery, tuple(errors), outcome, timings=tuple(phases.timings)
+                        plan,
+                        False,
+                        Status.CHECK_FAILED,
+                        recovery,
+                        tuple(errors),
+                        outcome,
+                        timings=tuple(phases.timings),
                     )
             with phases.run("commit"):
                 errors += transaction.commit()
@@ -141,7 +155,7 @@ def _apply(config: Config, target: Target, plan: Plan, recovery: Optional[Recove
     return Outcome(plan, False, status, recovery, tuple(errors), outcome, skipped, tuple(phases.timings))
 
 
-def _why_not_verified(config: Config, target: Target) -> Optional[str]:
+def _why_not_verified(config: Config, target: Target) -> str | None:
     if not config.verify:
         return "--no-verify"
     if target.interpreter is None:

@@ -11,7 +11,7 @@ import fnmatch
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Protocol
 
 from venvprune.errors import UsageError
 from venvprune.scan import FileEntry, Inventory
@@ -43,9 +43,9 @@ class Action:
     reason: str
     bytes_saved: int
     files: int  # files removed (a directory counts its files; a rewrite removes none)
-    distribution: Optional[str]
+    distribution: str | None
     is_directory: bool = False
-    transform: Optional[Transform] = None
+    transform: Transform | None = None
     phase: Phase = Phase.FILES
 
 

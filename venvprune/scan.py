@@ -14,7 +14,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PathDistribution
 from pathlib import Path
-from typing import Optional
 
 from packaging.utils import canonicalize_name
 
@@ -34,7 +33,7 @@ class FileEntry:
     size: int
     nlink: int
     is_symlink: bool = False
-    elf: Optional[elf.ElfFacts] = None  # set for ELF files when debug symbols are inspected
+    elf: elf.ElfFacts | None = None  # set for ELF files when debug symbols are inspected
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -48,7 +47,7 @@ class Distribution:
     version: str
     metadata_dir: Path  # the *.dist-info or *.egg-info directory
     site_packages: Path
-    record: Optional[Path]  # RECORD file, when there is one
+    record: Path | None  # RECORD file, when there is one
     files: frozenset[str]  # paths listed in RECORD, relative to site-packages, normalised
     record_line_bytes: Mapping[str, int] = field(repr=False, compare=False)  # RECORD bytes per listed path
     top_level: frozenset[str]  # first path components of its files (packages and modules)
@@ -66,7 +65,7 @@ class Inventory:
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
 
-    def owner_of(self, path: Path) -> Optional[str]:
+    def owner_of(self, path: Path) -> str | None:
         """The distribution that installed *path*: from RECORD, else by its top-level package directory."""
         owner = self.owners.get(path)
         if owner is not None:
@@ -80,7 +79,7 @@ class Inventory:
                 return dist.name
         return None
 
-    def distribution(self, name: str) -> Optional[Distribution]:
+    def distribution(self, name: str) -> Distribution | None:
         return next((d for d in self.distributions if d.name == name), None)
 
 
@@ -98,9 +97,7 @@ def scan(target: Target, *, inspect_elf: bool = True) -> Inventory:
                 facts = elf.inspect(entry_path)
             files.append(FileEntry(entry_path, rel, site_packages, st.st_size, st.st_nlink, elf=facts))
     distributions = tuple(d for sp in target.site_packages for d in _read_distributions(sp))
-    owners = {
-        dist.site_packages / rel: dist.name for dist in distributions for rel in dist.files
-    }
+    owners = {dist.site_packages / rel: dist.name for dist in distributions for rel in dist.files}
     return Inventory(target, tuple(files), tuple(directories), distributions, owners)
 
 

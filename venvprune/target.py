@@ -13,7 +13,6 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from venvprune.errors import TargetError
 
@@ -39,8 +38,8 @@ class Target:
     root: Path
     kind: TargetKind
     site_packages: tuple[Path, ...]
-    interpreter: Optional[Path]
-    python_version: Optional[str]
+    interpreter: Path | None
+    python_version: str | None
 
     @property
     def staging_dir(self) -> Path:
@@ -74,7 +73,7 @@ def _refused_roots() -> set[Path]:
     return refused
 
 
-def resolve_target(given: Optional[Path], environ: Optional[dict[str, str]] = None) -> Target:
+def resolve_target(given: Path | None, environ: dict[str, str] | None = None) -> Target:
     """Classify *given* (or ``$VIRTUAL_ENV``) and find its site-packages, or raise :class:`TargetError`."""
     env = os.environ if environ is None else environ
     if given is None:
@@ -87,7 +86,9 @@ def resolve_target(given: Optional[Path], environ: Optional[dict[str, str]] = No
     # The path the user named may itself be a symlink (/opt/venv -> /opt/venv-3.11); inside it nothing is followed.
     root = given.resolve()
     if not root.is_dir():
-        raise TargetError(f"{given}: is a file, not a directory; name a venv, a Python prefix or a site-packages directory")
+        raise TargetError(
+            f"{given}: is a file, not a directory; name a venv, a Python prefix or a site-packages directory"
+        )
     if root in _refused_roots() or root.parent == Path("/home"):
         raise TargetError(f"{root}: refusing to prune a system or home directory; name the venv inside it")
 
@@ -127,7 +128,7 @@ def _site_packages_target(root: Path) -> Target:
     return Target(root, TargetKind.SITE_PACKAGES, (root,), interpreter, version)
 
 
-def _find_interpreter(bin_dir: Path, preferred: str = "python") -> Optional[Path]:
+def _find_interpreter(bin_dir: Path, preferred: str = "python") -> Path | None:
     for name in (preferred, "python3", "python"):
         candidate = bin_dir / name
         if candidate.exists():
@@ -146,7 +147,9 @@ def _ask_interpreter(interpreter: Path, root: Path) -> tuple[str, tuple[Path, ..
             cwd=str(root),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TargetError(f"{interpreter}: the target's interpreter does not run ({exc}); repair or recreate the venv") from exc
+        raise TargetError(
+            f"{interpreter}: the target's interpreter does not run ({exc}); repair or recreate the venv"
+        ) from exc
     if completed.returncode != 0:
         last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
         raise TargetError(f"{interpreter}: the target's interpreter fails ({last}); repair or recreate the venv")

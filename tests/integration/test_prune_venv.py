@@ -62,7 +62,9 @@ def assert_works(venv: Path) -> None:
     python = venv / "bin" / "python"
     result = subprocess.run([str(python), "-I", "-B", "-c", CHECK_SCRIPT], capture_output=True, text=True)
     assert result.stdout.strip() == "all good", result.stderr
-    ran = subprocess.run([str(python), "-I", "-B", "-c", "from demo.cli import main; main()"], capture_output=True, text=True)
+    ran = subprocess.run(
+        [str(python), "-I", "-B", "-c", "from demo.cli import main; main()"], capture_output=True, text=True
+    )
     assert ran.stdout == "demo ok\n"
 
 
@@ -77,7 +79,10 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source.write_text("SOURCELESS = 'yes'\n")
     compiled = work / "sourceless.pyc"
     # A sourceless distribution: the .pyc, compiled by the venv's own Python, is the module.
-    subprocess.run([str(python), "-c", f"import py_compile; py_compile.compile({str(source)!r}, cfile={str(compiled)!r})"], check=True)
+    subprocess.run(
+        [str(python), "-c", f"import py_compile; py_compile.compile({str(source)!r}, cfile={str(compiled)!r})"],
+        check=True,
+    )
     wheels = [
         build_wheel(work, "demo", DEMO_FILES, entry_points=DEMO_ENTRY_POINTS, top_level="demo\n"),
         build_wheel(work, "sourceless", {"sourceless/__init__.pyc": compiled.read_bytes()}),
@@ -93,7 +98,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def unpack(archive: Path, where: Path) -> Path:
     with tarfile.open(archive) as tar:
-        tar.extractall(where, filter="tar") if hasattr(tarfile, "data_filter") else tar.extractall(where)  # noqa: S202
+        tar.extractall(where, filter="tar") if hasattr(tarfile, "data_filter") else tar.extractall(where)
     return where / "venv"
 
 

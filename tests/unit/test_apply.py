@@ -188,5 +188,9 @@ def test_an_unfinished_prune_blocks_a_new_transaction(site: Path) -> None:
 
 def test_a_second_venvprune_on_the_same_target_is_refused(site: Path) -> None:
     target = resolve_target(site)
-    with target_lock(target), pytest.raises(LockedError, match="another venvprune is working on it"), target_lock(target):
+    with (
+        target_lock(target),
+        pytest.raises(LockedError, match="another venvprune is working on it"),
+        target_lock(target),
+    ):
         pass

@@ -53,7 +53,9 @@ def test_pycache_goes_whole_and_sourceless_pyc_stays(site: Path) -> None:
 
 
 def test_pycache_with_other_files_loses_only_bytecode(site: Path) -> None:
-    install_dist(site, "pkg", {"pkg/__init__.py": "", "pkg/__pycache__/a.cpython-311.pyc": "x", "pkg/__pycache__/notes.txt": "y"})
+    install_dist(
+        site, "pkg", {"pkg/__init__.py": "", "pkg/__pycache__/a.cpython-311.pyc": "x", "pkg/__pycache__/notes.txt": "y"}
+    )
     assert removed(plan_for(site, only=("bytecode",))) == {"pkg/__pycache__/a.cpython-311.pyc"}
 
 
@@ -149,7 +151,12 @@ def test_keep_glob_protects_a_directory_and_anything_under_it(site: Path) -> Non
     install_dist(
         site,
         "pkg",
-        {"pkg/__init__.py": "", "pkg/tests/__init__.py": "", "pkg/tests/data/x.json": "{}", "other/tests/__init__.py": ""},
+        {
+            "pkg/__init__.py": "",
+            "pkg/tests/__init__.py": "",
+            "pkg/tests/data/x.json": "{}",
+            "other/tests/__init__.py": "",
+        },
     )
     plan = plan_for(site, only=("tests",), keep=("pkg/tests/data/*",))
     assert removed(plan) == {"other/tests"}
@@ -160,7 +167,11 @@ def test_bytecode_inside_a_removed_tests_dir_is_counted_once(site: Path) -> None
     install_dist(
         site,
         "pkg",
-        {"pkg/__init__.py": "", "pkg/tests/__init__.py": "", "pkg/tests/__pycache__/__init__.cpython-311.pyc": b"\x00" * 50},
+        {
+            "pkg/__init__.py": "",
+            "pkg/tests/__init__.py": "",
+            "pkg/tests/__pycache__/__init__.cpython-311.pyc": b"\x00" * 50,
+        },
     )
     plan = plan_for(site, only=("bytecode", "tests"))
     assert removed(plan) == {"pkg/tests"}

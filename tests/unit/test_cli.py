@@ -70,7 +70,7 @@ def test_quiet_prints_one_line_and_report_files_are_written(site: Path, tmp_path
     ],
 )
 def test_bad_targets_exit_2_with_one_line(args: list[str], message: str) -> None:
-    code, out, err = run(*args)
+    code, _out, err = run(*args)
     assert code == 2
     assert err.startswith(message)
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -16,7 +16,9 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_layers_in_order(tmp_path: Path) -> None:
-    write(tmp_path / "pyproject.toml", '[tool.venvprune]\nkeep = ["a/*"]\nexclude = "tests"\nno-heal = true\njobs = 3\n')
+    write(
+        tmp_path / "pyproject.toml", '[tool.venvprune]\nkeep = ["a/*"]\nexclude = "tests"\nno-heal = true\njobs = 3\n'
+    )
     extra = write(tmp_path / "extra.toml", 'keep = ["b/*"]\n')
     config = load(tmp_path, extra, {"jobs": 1})
     assert config.keep == ("b/*",)
@@ -28,7 +30,9 @@ def test_layers_in_order(tmp_path: Path) -> None:
 
 def test_unknown_key_names_the_nearest(tmp_path: Path) -> None:
     write(tmp_path / "pyproject.toml", "[tool.venvprune]\nexlude = ['tests']\n")
-    with pytest.raises(ConfigError, match=r"pyproject.toml: unknown key 'exlude' in venvprune settings; did you mean 'exclude'\?"):
+    with pytest.raises(
+        ConfigError, match=r"pyproject.toml: unknown key 'exlude' in venvprune settings; did you mean 'exclude'\?"
+    ):
         load(tmp_path, None, {})
 
 
@@ -48,4 +52,8 @@ def test_config_file_may_hold_a_tool_table(tmp_path: Path) -> None:
 
 def test_fallback_reader_for_python_before_3_11(tmp_path: Path) -> None:
     text = '[project]\nname = "x"\n[tool.venvprune]\nkeep = ["a/*", "b"]  \nverify = false\ntimeout = 30\n'
-    assert _read_simple_toml(text, tmp_path / "p.toml")["tool"]["venvprune"] == {"keep": ["a/*", "b"], "verify": False, "timeout": 30}
+    assert _read_simple_toml(text, tmp_path / "p.toml")["tool"]["venvprune"] == {
+        "keep": ["a/*", "b"],
+        "verify": False,
+        "timeout": 30,
+    }

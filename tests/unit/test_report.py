@@ -62,7 +62,9 @@ def test_text_report_is_plain_and_ends_with_the_summary(outcome: Outcome) -> Non
     text = render_text(build_report(outcome))
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", text), "no control characters in a build log"
     last = text.rstrip("\n").splitlines()[-1]
-    assert re.fullmatch(r"venvprune: [\d.,]+ k?B -> [\d.,]+ k?B \(-\d+%\), 2 files removed, dry run, nothing changed", last)
+    assert re.fullmatch(
+        r"venvprune: [\d.,]+ k?B -> [\d.,]+ k?B \(-\d+%\), 2 files removed, dry run, nothing changed", last
+    )
     assert "kept on purpose" in text and "pkg/__init__.py imports it at runtime" in text
     assert "distributions that shrink most" in text
 
@@ -74,5 +76,10 @@ def test_markdown_has_the_tables(outcome: Outcome) -> None:
 
 
 def test_units_and_unprintable_paths() -> None:
-    assert [human_bytes(n) for n in (999, 1000, 653_200_000, 2_500_000_000)] == ["999 B", "1.0 kB", "653.2 MB", "2.5 GB"]
+    assert [human_bytes(n) for n in (999, 1000, 653_200_000, 2_500_000_000)] == [
+        "999 B",
+        "1.0 kB",
+        "653.2 MB",
+        "2.5 GB",
+    ]
     assert display_path("caf\udce9/\x1b[31m") == "caf\\xe9/\\x1b[31m"

@@ -22,7 +22,7 @@ def bare_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_venv_is_read_through_its_interpreter(bare_venv: Path) -> None:
     target = resolve_target(bare_venv)
-    version = "%d.%d" % sys.version_info[:2]
+    version = "{}.{}".format(*sys.version_info[:2])
     assert target.kind is TargetKind.VENV
     assert target.interpreter == bare_venv / "bin" / "python"
     assert target.python_version is not None and target.python_version.startswith(version)

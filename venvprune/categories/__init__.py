@@ -17,14 +17,11 @@ NAMES = tuple(c.name for c in ALL)
 
 
 def select(only: Iterable[str] = (), include: Iterable[str] = (), exclude: Iterable[str] = ()) -> tuple[Category, ...]:
-    """The categories to run: ``only`` names exactly these; otherwise the defaults plus ``include`` minus ``exclude``."""
+    """The categories to run: exactly ``only``, or else the defaults plus ``include`` minus ``exclude``."""
     only, include, exclude = list(only), list(include), list(exclude)
     for name in [*only, *include, *exclude]:
         if name not in NAMES:
             raise UsageError(f"unknown category {name!r}; choose from {', '.join(NAMES)}")
-    if only:
-        chosen = set(only)
-    else:
-        chosen = {c.name for c in ALL if c.default} | set(include)
+    chosen = set(only) if only else {c.name for c in ALL if c.default} | set(include)
     chosen -= set(exclude)
     return tuple(c for c in ALL if c.name in chosen)

@@ -42,14 +42,18 @@ class Bytecode:
                     )
                 )
             else:  # something else lives there too: take only the bytecode
-                actions.extend(self._file(inventory, f, CACHE_REASON) for f in contents if f.path.suffix in BYTECODE_SUFFIXES)
+                actions.extend(
+                    self._file(inventory, f, CACHE_REASON) for f in contents if f.path.suffix in BYTECODE_SUFFIXES
+                )
 
         present = {f.path for f in inventory.files}
         for entry in inventory.files:
             if entry.path.suffix not in BYTECODE_SUFFIXES or entry.path.parent.name == "__pycache__":
                 continue
             if entry.path.with_suffix(".py") in present:
-                actions.append(self._file(inventory, entry, "bytecode beside its .py source, which Python imports instead"))
+                actions.append(
+                    self._file(inventory, entry, "bytecode beside its .py source, which Python imports instead")
+                )
             else:
                 kept.append(Kept(entry.path, self.name, "sourceless module: this .pyc is the code", entry.size))
         return CategoryResult(tuple(actions), tuple(kept))

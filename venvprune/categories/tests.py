@@ -13,7 +13,6 @@ import ast
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Optional
 
 from venvprune.plan import Action, ActionKind, CategoryResult, FileIndex, Kept
 from venvprune.scan import FileEntry, Inventory
@@ -81,27 +80,34 @@ def _find_importers(files: Sequence[FileEntry], candidates: dict[str, Path]) -> 
     another (``numpy/_core/tests`` importing ``numpy.lib.tests``) keeps nothing; only runtime code is read first,
     and a test directory's files are read only when it is kept.
     """
-    groups: dict[Optional[str], list[FileEntry]] = {}
+    groups: dict[str | None, list[FileEntry]] = {}
     for entry in files:
         if not entry.is_symlink and entry.path.suffix == ".py":
             groups.setdefault(_innermost_candidate(entry.rel, candidates), []).append(entry)
     kept: dict[str, str] = {}
-    pending: list[Optional[str]] = [None]  # None: runtime code, outside every test directory
+    pending: list[str | None] = [None]  # None: runtime code, outside every test directory
     while pending:
         group = pending.pop()
         for entry in groups.get(group, ()):
             for dotted in _imported_candidates(entry, candidates):
                 if dotted in kept or _is_inside(entry.rel, dotted):
                     continue
-                why = f"{entry.rel} imports it at runtime" if group is None else f"{entry.rel} imports it and {group} is kept"
-                for name, reason in [(dotted, why), *((outer, f"holds {dotted}, which is kept") for outer in _outer(dotted, candidates))]:
+                why = (
+                    f"{entry.rel} imports it at runtime"
+                    if group is None
+                    else f"{entry.rel} imports it and {group} is kept"
+                )
+                for name, reason in [
+                    (dotted, why),
+                    *((outer, f"holds {dotted}, which is kept") for outer in _outer(dotted, candidates)),
+                ]:
                     if name not in kept:
                         kept[name] = reason
                         pending.append(name)
     return kept
 
 
-def _innermost_candidate(rel: str, candidates: dict[str, Path]) -> Optional[str]:
+def _innermost_candidate(rel: str, candidates: dict[str, Path]) -> str | None:
     parts = rel.split("/")[:-1]
     for end in range(len(parts), 0, -1):
         dotted = ".".join(parts[:end])
@@ -186,17 +192,12 @@ def _is_inside(rel: str, dotted: str) -> bool:
 
 def imported_names(source: bytes, module: str, is_package: bool) -> Iterator[str]:
     """Absolute names of the modules *source* imports (and the names it imports from them, which may be modules)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    tree = _parse(source)
+    if tree is None and b"import_module" in source:
         # A snippet cut from inside a larger statement (``x = f(import_module(...)``): try its call alone.
-        call = source[source.find(b"import_module") :] if b"import_module" in source else b""
-        try:
-            tree = ast.parse(call) if call else None
-        except (SyntaxError, ValueError):
-            tree = None
-        if tree is None:
-            return
+        tree = _parse(source[source.find(b"import_module") :])
+    if tree is None:
+        return
     package = module if is_package else module.rpartition(".")[0]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -218,22 +219,33 @@ def imported_names(source: bytes, module: str, is_package: bool) -> Iterator[str
                     yield resolved
 
 
+def _parse(source: bytes) -> ast.Module | None:
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+
+
 def _is_import_call(func: ast.expr) -> bool:
     if isinstance(func, ast.Name):
         return func.id in {"import_module", "__import__"}
     return isinstance(func, ast.Attribute) and func.attr == "import_module"
 
 
-def _literal_package_keyword(call: ast.Call) -> Optional[str]:
+def _literal_package_keyword(call: ast.Call) -> str | None:
     for keyword in call.keywords:
-        if keyword.arg == "package" and isinstance(keyword.value, ast.Constant) and isinstance(keyword.value.value, str):
+        if (
+            keyword.arg == "package"
+            and isinstance(keyword.value, ast.Constant)
+            and isinstance(keyword.value.value, str)
+        ):
             return keyword.value.value
     if len(call.args) > 1 and isinstance(call.args[1], ast.Constant) and isinstance(call.args[1].value, str):
         return call.args[1].value
     return None
 
 
-def _resolve(name: str, level: int, package: str) -> Optional[str]:
+def _resolve(name: str, level: int, package: str) -> str | None:
     if level == 0:
         return name
     parts = package.split(".") if package else []

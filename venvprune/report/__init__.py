@@ -5,4 +5,12 @@ from venvprune.report.markdown import render_markdown
 from venvprune.report.model import Report, build_report, human_bytes
 from venvprune.report.text import render_summary_line, render_text
 
-__all__ = ["Report", "build_report", "human_bytes", "render_json", "render_markdown", "render_summary_line", "render_text"]
+__all__ = [
+    "Report",
+    "build_report",
+    "human_bytes",
+    "render_json",
+    "render_markdown",
+    "render_summary_line",
+    "render_text",
+]

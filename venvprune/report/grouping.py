@@ -25,7 +25,9 @@ def kept_groups(report: Report) -> list[KeptGroup]:
     for row in report.kept:
         groups[(row.category, row.reason)].append(row)
     result = [
-        KeptGroup(category, reason, len(rows), sum(r.bytes for r in rows), tuple(r.path for r in rows[:PATHS_PER_REASON]))
+        KeptGroup(
+            category, reason, len(rows), sum(r.bytes for r in rows), tuple(r.path for r in rows[:PATHS_PER_REASON])
+        )
         for (category, reason), rows in groups.items()
     ]
     return sorted(result, key=lambda g: (g.category, -g.bytes, g.reason))

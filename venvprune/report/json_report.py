@@ -25,7 +25,9 @@ def report_dict(report: Report) -> dict[str, Any]:
             "files_before": report.files_before,
             "files_removed": report.files_removed,
         },
-        "categories": [{"name": r.name, "files": r.files, "rewritten": r.rewritten, "bytes": r.bytes} for r in report.categories],
+        "categories": [
+            {"name": r.name, "files": r.files, "rewritten": r.rewritten, "bytes": r.bytes} for r in report.categories
+        ],
         "distributions": [asdict(d) for d in report.distributions],
         "kept": [{"path": k.path, "category": k.category, "reason": k.reason, "bytes": k.bytes} for k in report.kept],
         "actions": [asdict(a) for a in report.actions],

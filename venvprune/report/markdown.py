@@ -19,12 +19,15 @@ def render_markdown(report: Report) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {r.name} | {r.files:,} | {r.rewritten:,} | {human_bytes(r.bytes)} | {r.percent:.1f}% |" for r in report.categories
+        f"| {r.name} | {r.files:,} | {r.rewritten:,} | {human_bytes(r.bytes)} | {r.percent:.1f}% |"
+        for r in report.categories
     ]
     top = top_distributions(report)
     if top:
         lines += ["", "| distribution | before | saved |", "|---|---:|---:|"]
-        lines += [f"| {d.name} {d.version} | {human_bytes(d.bytes_before)} | {human_bytes(d.bytes_saved)} |" for d in top]
+        lines += [
+            f"| {d.name} {d.version} | {human_bytes(d.bytes_before)} | {human_bytes(d.bytes_saved)} |" for d in top
+        ]
     groups = kept_groups(report)
     if groups:
         lines += ["", "| kept | count | reason | example |", "|---|---:|---|---|"]

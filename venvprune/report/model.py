@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Optional
 
 from venvprune import __version__
 from venvprune.pipeline import Outcome, Status
@@ -46,14 +45,14 @@ class ActionRow:
     reason: str
     bytes: int
     files: int
-    distribution: Optional[str]
+    distribution: str | None
 
 
 @dataclass(frozen=True)
 class Report:
     target: str
     kind: str
-    python: Optional[str]
+    python: str | None
     dry_run: bool
     status: str
     before_bytes: int
@@ -65,8 +64,8 @@ class Report:
     kept: tuple[KeptRow, ...]
     actions: tuple[ActionRow, ...]
     errors: tuple[tuple[str, str], ...]
-    recovery: Optional[str]
-    verification: Optional[dict[str, object]]
+    recovery: str | None
+    verification: dict[str, object] | None
     timings: tuple[tuple[str, float], ...]
     version: str = __version__
 
@@ -122,9 +121,12 @@ def build_report(outcome: Outcome) -> Report:
 
     kept = [KeptRow(rel(k.path), k.category, k.reason, k.bytes) for k in plan.kept]
     if outcome.verification is not None:
-        kept += [KeptRow(rel(h.path), h.category, f"restored by verification: {h.reason}", 0) for h in outcome.verification.healed]
+        kept += [
+            KeptRow(rel(h.path), h.category, f"restored by verification: {h.reason}", 0)
+            for h in outcome.verification.healed
+        ]
 
-    verification: Optional[dict[str, object]] = None
+    verification: dict[str, object] | None = None
     if outcome.verification is not None:
         v = outcome.verification
         verification = {
@@ -143,7 +145,9 @@ def build_report(outcome: Outcome) -> Report:
 
     recovery = None
     if outcome.recovery is not None:
-        recovery = f"an interrupted prune was found and {outcome.recovery.outcome} ({outcome.recovery.operations} changes)"
+        recovery = (
+            f"an interrupted prune was found and {outcome.recovery.outcome} ({outcome.recovery.operations} changes)"
+        )
 
     return Report(
         target=str(root),
@@ -159,7 +163,8 @@ def build_report(outcome: Outcome) -> Report:
         distributions=tuple(distributions),
         kept=tuple(kept),
         actions=tuple(
-            ActionRow(rel(a.path), a.kind.value, a.category, a.reason, a.bytes_saved, a.files, a.distribution) for a in done
+            ActionRow(rel(a.path), a.kind.value, a.category, a.reason, a.bytes_saved, a.files, a.distribution)
+            for a in done
         ),
         errors=tuple((rel(e.path), e.message) for e in outcome.errors),
         recovery=recovery,

@@ -8,7 +8,8 @@ from venvprune.report.model import Report, human_bytes
 
 def render_summary_line(report: Report) -> str:
     """The last line, which says it all: ``venvprune: 653 MB -> 402 MB (-38%), ...``."""
-    head = f"venvprune: {human_bytes(report.before_bytes)} -> {human_bytes(report.after_bytes)} (-{report.saved_percent:.0f}%)"
+    sizes = f"{human_bytes(report.before_bytes)} -> {human_bytes(report.after_bytes)}"
+    head = f"venvprune: {sizes} (-{report.saved_percent:.0f}%)"
     parts = [f"{report.files_removed:,} files removed"]
     if report.dry_run:
         parts.append("dry run, nothing changed")
@@ -35,12 +36,15 @@ def render_text(report: Report, verbose: bool = False) -> str:
     lines.append("")
     lines.append(f"  before  {human_bytes(report.before_bytes):>10}  {report.files_before:,} files")
     lines.append(
-        f"  after   {human_bytes(report.after_bytes):>10}  -{human_bytes(report.saved_bytes)} (-{report.saved_percent:.1f}%)"
+        f"  after   {human_bytes(report.after_bytes):>10}  "
+        f"-{human_bytes(report.saved_bytes)} (-{report.saved_percent:.1f}%)"
     )
     lines.append("")
     lines.append(f"  {'category':<15} {'files':>8} {'rewritten':>10} {'bytes':>11} {'of venv':>8}")
     for row in report.categories:
-        lines.append(f"  {row.name:<15} {row.files:>8,} {row.rewritten:>10,} {human_bytes(row.bytes):>11} {row.percent:>7.1f}%")
+        lines.append(
+            f"  {row.name:<15} {row.files:>8,} {row.rewritten:>10,} {human_bytes(row.bytes):>11} {row.percent:>7.1f}%"
+        )
 
     top = top_distributions(report)
     if top:
@@ -49,7 +53,8 @@ def render_text(report: Report, verbose: bool = False) -> str:
         for dist in top:
             after = dist.bytes_before - dist.bytes_saved
             lines.append(
-                f"  {dist.name + ' ' + dist.version:<34} {human_bytes(dist.bytes_before):>10} -> {human_bytes(after):>10}"
+                f"  {dist.name + ' ' + dist.version:<34} "
+                f"{human_bytes(dist.bytes_before):>10} -> {human_bytes(after):>10}"
                 f"  (-{human_bytes(dist.bytes_saved)})"
             )
 
