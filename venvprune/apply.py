@@ -97,7 +97,7 @@ class Transaction:
                     self._remove(action)
                 else:
                     self._rewrite(action, redo=False)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: content a transform cannot read (bad UTF-8, ELF)
                 errors.append(FileError(action.path, _describe(exc)))
         return errors
 
@@ -108,7 +108,7 @@ class Transaction:
             if action.path in self._ids:
                 try:
                     self._rewrite(action, redo=True)
-                except OSError as exc:
+                except (OSError, ValueError) as exc:
                     errors.append(FileError(action.path, _describe(exc)))
         return errors
 
@@ -321,8 +321,8 @@ def _delete_tree(path: Path) -> list[FileError]:
     return errors
 
 
-def _describe(exc: OSError) -> str:
-    return exc.strerror or str(exc)
+def _describe(exc: Exception) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
 
 
 @contextlib.contextmanager

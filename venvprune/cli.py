@@ -18,7 +18,7 @@ import click
 from click.core import ParameterSource
 
 from venvprune import __version__, categories, config, pipeline, verify
-from venvprune.errors import ExitCode, Interrupted, VenvpruneError
+from venvprune.errors import ExitCode, Interrupted, UsageError, VenvpruneError
 from venvprune.report import build_report, render_json, render_markdown, render_summary_line, render_text
 from venvprune.target import resolve_target
 
@@ -94,6 +94,8 @@ def prune_command(ctx: click.Context, /, venv: Path | None, **options: Any) -> N
             if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
         }
         settings = config.load(Path.cwd(), options["config_file"], _overrides(venv, given))
+        for destination in (settings.json, settings.markdown):
+            _check_output(destination)  # before pruning: a report that cannot be written must not fail a done prune
         progress = _Progress(enabled=not options["quiet"])
         outcome = pipeline.prune(settings, progress)
         report = build_report(outcome)
@@ -169,6 +171,14 @@ class _Progress:
             return
         line = f"venvprune: {phase} {seconds:.1f} s" + (f" ({detail})" if detail else "")
         click.echo(("\r\x1b[K" if self.live else "") + line, err=True)
+
+
+def _check_output(destination: str | None) -> None:
+    if destination is None or destination == "-":
+        return
+    folder = Path(destination).parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UsageError(f"{destination}: cannot write the report there; {folder} is not a writable folder")
 
 
 def _write_output(destination: str, text: str) -> None:

@@ -194,3 +194,15 @@ def test_a_second_venvprune_on_the_same_target_is_refused(site: Path) -> None:
         target_lock(target),
     ):
         pass
+
+
+def test_an_unreadable_record_is_reported_and_left_as_it_was(site: Path) -> None:
+    plan = the_plan(site)
+    record = site / "pkg-1.0.dist-info" / "RECORD"
+    record.write_bytes(b"pkg/tests/__init__.py,,\n\xff\xfe not utf-8\n")
+    transaction, errors = run_transaction(plan.inventory.target, plan.by_phase(Phase.FILES))
+    errors += transaction.execute(plan.by_phase(Phase.METADATA))
+    transaction.commit()
+    assert [e.path for e in errors] == [record]
+    assert "utf-8" in errors[0].message
+    assert record.read_bytes().endswith(b"\xff\xfe not utf-8\n")

@@ -94,3 +94,14 @@ def test_version_and_help() -> None:
     assert run("--version")[1].startswith("venvprune, version ")
     code, out, _ = run("--help")
     assert code == 0 and "--dry-run" in out
+
+
+def test_an_unwritable_report_path_is_refused_before_anything_changes(site: Path) -> None:
+    before = tree_digest(site)
+    code, _, err = run("--no-verify", "--json", "/nonexistent/dir/report.json", str(site))
+    assert code == 2
+    assert err.strip() == (
+        "venvprune: error: /nonexistent/dir/report.json: cannot write the report there; "
+        "/nonexistent/dir is not a writable folder"
+    )
+    assert tree_digest(site) == before
