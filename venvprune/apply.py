@@ -147,6 +147,7 @@ class Transaction:
 
     def commit(self) -> list[FileError]:
         """Make the prune final: mark the journal committed, then delete the staged originals."""
+        _Signals.committing = True  # from here on a signal lets the prune finish (see signals_interrupt)
         _write_marker(self.staging / COMMITTED_NAME)
         self._close()
         return _delete_tree(self.staging)
@@ -161,7 +162,7 @@ class Transaction:
         if not os.path.lexists(action.path):
             raise FileNotFoundError(errno.ENOENT, "vanished since the plan was made", str(action.path))
         op = self._start("remove", action.path, action)
-        os.rename(action.path, self._staged(op))
+        _move(action.path, self._staged(op))
 
     def _rewrite(self, action: Action, *, redo: bool) -> None:
         assert action.transform is not None, "a rewrite action carries its transform"
@@ -268,10 +269,41 @@ def _restore_one(kind: str, path: Path, staged: Path) -> None:
     if kind in ("rewrite", "create"):
         os.replace(staged, path)  # atomic: the path never goes missing
         return
+    if _is_directory(path) and _is_directory(staged):
+        # A directory whose contents were moved one by one (overlayfs, below) and a crash or a restore came
+        # in the middle: put back what was moved, then drop the staged shell.
+        for child in os.listdir(staged):
+            _restore_one(kind, path / child, staged / child)
+        staged.rmdir()
+        return
     if os.path.lexists(path):
         # Recreated after we moved the original away (a cache written by some process): the original wins.
         _delete_path(path)
-    os.rename(staged, path)
+    _move(staged, path)
+
+
+def _move(source: Path, destination: Path) -> None:
+    """Rename *source* to *destination*, also where overlayfs refuses to rename a directory.
+
+    In a Docker build, a directory created by an earlier layer cannot be renamed (EXDEV: overlayfs has
+    ``redirect_dir`` off by default), while its files can. Such a directory is moved entry by entry into a new
+    directory, and the emptied original is removed. :func:`_restore_one` merges back a move cut short.
+    """
+    try:
+        os.rename(source, destination)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV or not _is_directory(source):
+            raise
+        mode = stat.S_IMODE(source.lstat().st_mode)
+        destination.mkdir(mode=0o700, exist_ok=True)
+        for child in os.listdir(source):
+            _move(source / child, destination / child)
+        os.chmod(destination, mode)
+        source.rmdir()
+
+
+def _is_directory(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def _link_or_copy(source: Path, destination: Path) -> None:
@@ -339,12 +371,22 @@ def target_lock(target: Target) -> Iterator[None]:
         os.close(fd)
 
 
+class _Signals:
+    committing = False  # a commit has begun in this process: the prune is finished rather than undone
+
+
 @contextlib.contextmanager
 def signals_interrupt() -> Iterator[None]:
-    """Turn SIGTERM (docker stop) into an exception, like SIGINT, so the transaction can restore before exiting."""
+    """Turn SIGTERM (docker stop) into an exception, like SIGINT, so the transaction can restore before exiting.
+
+    Once a commit has begun the originals are being deleted: there is nothing left to restore, so a signal is
+    ignored and the run (and its report) ends normally.
+    """
+    _Signals.committing = False
 
     def handler(signum: int, _frame: FrameType | None) -> None:
-        raise Interrupted(f"stopped by {signal.Signals(signum).name}; every change was restored")
+        if not _Signals.committing:
+            raise Interrupted(f"stopped by {signal.Signals(signum).name}; every change was restored")
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -363,6 +405,17 @@ def signals_ignored() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT back until the block is done (recovery): it ends whole, then the signal stops the run."""
+    held = {signal.SIGTERM, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def run_transaction(target: Target, actions: Sequence[Action]) -> tuple[Transaction, list[FileError]]:

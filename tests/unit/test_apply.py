@@ -206,3 +206,19 @@ def test_an_unreadable_record_is_reported_and_left_as_it_was(site: Path) -> None
     assert [e.path for e in errors] == [record]
     assert "utf-8" in errors[0].message
     assert record.read_bytes().endswith(b"\xff\xfe not utf-8\n")
+
+
+def test_a_directory_moved_only_in_part_is_merged_back_by_recovery(site: Path) -> None:
+    """What a crash leaves in the middle of an entry-by-entry move (overlayfs): half in place, half staged."""
+    before = tree_digest(site)
+    target = resolve_target(site)
+    tests_dir = site / "pkg" / "tests"
+    transaction = Transaction.begin(target)
+    transaction._start("remove", tests_dir)  # the journal line is written before the move starts
+    transaction._close()
+    staged = target.staging_dir / "0"
+    staged.mkdir()
+    os.rename(tests_dir / "test_x.py", staged / "test_x.py")
+    recovery = recover(target)
+    assert recovery is not None and recovery.errors == ()
+    assert tree_digest(site) == before
