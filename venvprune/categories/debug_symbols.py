@@ -1,8 +1,8 @@
-"""``debug-symbols``: cut symbol and debug sections off the end of ELF files, never moving a byte the loader maps.
+"""``debug-symbols``: cut symbol and debug sections off the end of ELF files, never moving a loaded byte.
 
 GNU strip relayouts libraries that auditwheel's patchelf modified and the loader then refuses them
-(pypa/manylinux#119, NixOS/patchelf#10, pypa/auditwheel#716). Here only sections that lie wholly after the last
-byte any segment maps are dropped, by cutting the file and writing a new section-header table; see
+(pypa/manylinux#119, NixOS/patchelf#10, pypa/auditwheel#716). Here only sections that lie wholly after the
+last byte any segment maps are dropped, by cutting the file and writing a new section-header table; see
 :mod:`venvprune.elf`.
 """
 
