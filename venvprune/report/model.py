@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from venvprune import __version__
 from venvprune.pipeline import Outcome, Status
@@ -86,9 +87,11 @@ def build_report(outcome: Outcome) -> Report:
     before = inventory.total_bytes
     saved = sum(a.bytes_saved for a in done)
 
-    def rel(path: object) -> str:
-        text = str(path)
-        prefix = str(root) + "/"
+    def rel(path: Path) -> str:
+        # Relative to site-packages, as --keep globs are written: "numpy/_core/tests".
+        if inventory.target.contains(path):
+            return display_path(inventory.target.relative(path))
+        text, prefix = str(path), str(root) + "/"
         return display_path(text[len(prefix) :] if text.startswith(prefix) else text)
 
     by_category: dict[str, list[Action]] = {name: [] for name in plan.categories}
