@@ -51,11 +51,7 @@ print("all good")
 
 
 def venvprune(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    args = (*TEMP_FLAGS, *args)
     return subprocess.run([sys.executable, "-m", "venvprune", *args], capture_output=True, text=True, check=check)
-
-
-TEMP_FLAGS = ("--no-verify", "--exclude", "debug-symbols")
 
 
 def assert_works(venv: Path) -> None:

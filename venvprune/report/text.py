@@ -99,4 +99,8 @@ def _verification_lines(report: Report) -> list[str]:
         lines.append(f"  already failing before pruning (not blamed): {failure}")
     for failure in verification.get("regressions", []):  # type: ignore[attr-defined]
         lines.append(f"  FAILED after pruning: {failure}")
+    manifest = verification.get("manifest")
+    if isinstance(manifest, str):
+        checker = manifest.rpartition("/")[0] + "/check.py"
+        lines.append(f"  final-stage check: run {checker} with the venv's python in the final image")
     return lines

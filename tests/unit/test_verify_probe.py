@@ -1,0 +1,200 @@
+"""The probe: discovery from metadata and disk, error descriptions, and the worker pool on tiny modules.
+
+The pool tests start real interpreters (this one) on modules written to ``tmp_path``; each takes well under a
+second except the hang, which waits for a one-second timeout.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.site_builder import install_dist, make_site
+from venvprune.verify import probe
+from venvprune.verify.checks import build_checks
+
+
+def elf_header(e_type: int = 3, interp: bool = False, machine: int = 62) -> bytes:
+    """A 64-bit little-endian ELF header with one program header (PT_INTERP or PT_LOAD)."""
+    ident = b"\x7fELF" + bytes([2, 1, 1]) + b"\x00" * 9
+    header = ident + struct.pack("<HHIQQQIHHHHHH", e_type, machine, 1, 0, 64, 0, 0, 64, 56, 1, 64, 0, 0)
+    program = struct.pack("<IIQQQQQQ", 3 if interp else 1, 0, 0, 0, 0, 0, 0, 0)
+    return header + program
+
+
+def test_importable_modules_from_record_and_top_level(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    suffix = ".cpython-311-x86_64-linux-gnu.so"
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/sub/mod.py": "",
+        "nspace/child/__init__.py": "",  # a namespace package: its regular child is the module
+        "single.py": "",
+        f"fast{suffix}": b"",
+        "libs.libs/libx.so.1": b"",  # not an identifier
+        "pkg-1.0.data/scripts/x.py": "",
+        "__pycache__/single.cpython-311.pyc": b"",
+        "other.cpython-39-x86_64-linux-gnu.so": b"",  # another interpreter's extension
+        "shared/__init__.py": "",
+    }
+    install_dist(site, "pkg", files)
+    found = probe.importable_modules(str(site), list(files), ["pkg", "shared", "not-a-name", "missing"])
+    expected = ["nspace.child", "pkg", "shared", "single"]
+    if any(s == suffix for s in __import__("importlib.machinery").machinery.EXTENSION_SUFFIXES):
+        expected.insert(0, "fast")
+    assert found == sorted(expected)
+
+
+def test_discover_lists_distributions_entry_points_and_libraries(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    install_dist(
+        site,
+        "Foo.Bar",
+        {"foo/__init__.py": "", "foo/_lib.so": elf_header(), "foo/tool": elf_header(interp=True)},
+        version="2.0",
+        entry_points="[console_scripts]\nfoo = foo.cli:main\n",
+    )
+    (site / "foo" / "arm.so").write_bytes(elf_header(machine=183))  # another machine: test data, not loadable here
+    (site / "foo" / "object.o.bin").write_bytes(elf_header(e_type=1))
+    found = probe.discover([str(site)])
+    [dist] = found["distributions"]
+    assert (dist["name"], dist["version"], dist["modules"]) == ("Foo.Bar", "2.0", ["foo"])
+    assert dist["entry_points"] == [("console_scripts", "foo", "foo.cli:main")]
+    assert found["libraries"] == [[str(site / "foo/_lib.so"), "Foo.Bar"]]
+
+    discovery = build_checks(found, tmp_path)
+    ids = [c.id for c in discovery.checks]
+    assert ids == [
+        "metadata Foo.Bar",
+        "import foo",
+        "entry point console_scripts:foo = foo.cli:main",
+        "dlopen lib/python3.11/site-packages/foo/_lib.so",
+    ]
+    assert {c.task["bundle"] for c in discovery.checks[1:]} == {"foo"}  # imported once, then its entry points
+    assert all(c.distributions == ("foo-bar",) for c in discovery.checks)
+
+
+def test_describe_exception_names_files_libraries_and_modules(tmp_path: Path) -> None:
+    try:
+        try:
+            raise OSError(2, "No such file or directory", "/venv/lib/site-packages/foo/data.json")
+        except OSError as exc:
+            raise ModuleNotFoundError("No module named 'foo.tests'", name="foo.tests") from exc
+    except ModuleNotFoundError as exc:
+        described = probe.describe_exception(exc)
+    assert described["error"] == "ModuleNotFoundError: No module named 'foo.tests'"
+    assert "/venv/lib/site-packages/foo/data.json" in described["files"]
+    assert described["modules"] == ["foo.tests"]
+    assert described["frames"] == [__file__]
+    files, libraries, modules = probe.names_in_text("ImportError: libpq.so.5: cannot open shared object file")
+    assert (files, libraries, modules) == ([], ["libpq.so.5"], [])
+
+
+def test_entry_points_split_at_the_last_dot_and_skip_missing_optional_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert probe.run_task({"id": "a", "kind": "entry_point", "value": "json:dumps"})["ok"]
+    assert probe.run_task({"id": "b", "kind": "entry_point", "value": "json.JSONDecoder [extra]"})["ok"]
+    missing = probe.run_task({"id": "c", "kind": "entry_point", "value": "email.venvprune_no_such_plugin:x"})
+    assert not missing["ok"]  # its package is installed: a missing submodule is a failure
+    own = probe.run_task({"id": "d", "kind": "entry_point", "value": "venvprune_absent_package.plugin:Plugin"})
+    assert not own["ok"]  # its own package is missing: a failure
+    attr = probe.run_task({"id": "e", "kind": "entry_point", "value": "json:no_such_attribute"})
+    assert not attr["ok"] and attr["error"].startswith("AttributeError")
+    # A plugin for a host that is not installed (pytest11 without pytest) is skipped, not failed.
+    (tmp_path / "plugin_for_absent_host.py").write_text("import venvprune_absent_host\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    skipped = probe.run_task({"id": "f", "kind": "entry_point", "value": "plugin_for_absent_host:Plugin"})
+    assert skipped["ok"]
+    assert skipped["value"] == {
+        "skipped": "needs venvprune_absent_host, which is not installed (an optional dependency)"
+    }
+
+
+def test_metadata_check_compares_with_the_expectation(tmp_path: Path) -> None:
+    ok = probe.run_task({"id": "m", "kind": "metadata", "dist": "pytest"})
+    assert ok["ok"] and "pytest" in ok["value"]["packages"]
+    wrong = dict(ok["value"], version="0.0")
+    changed = probe.run_task({"id": "m", "kind": "metadata", "dist": "pytest", "expect": wrong})
+    assert not changed["ok"] and "was '0.0'" in changed["error"]
+
+
+# -- the pool --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def modules(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "good.py").write_text("VALUE = 1\n")
+    (site / "crash.py").write_text("import ctypes\nctypes.string_at(0)\n")
+    (site / "hang.py").write_text("while True:\n    pass\n")
+    (site / "exits.py").write_text("import os\nos._exit(3)\n")
+    (site / "noisy.py").write_text("print('hello from an import')\nimport sys\nsys.stdout.flush()\n")
+    # Fails only when `poison` was imported before it in the same process: an import-order clash.
+    (site / "poison.py").write_text("import sys\nsys.modules['victim_guard'] = None\n")
+    (site / "victim.py").write_text("import sys\nassert 'victim_guard' not in sys.modules\n")
+    return site
+
+
+def run(
+    modules: Path, tmp_path: Path, names: list[str], jobs: int = 2, timeout: float = 30.0, pycache: str | None = None
+) -> dict[str, dict]:
+    tasks = [{"id": n, "kind": "import", "name": n, "bundle": "one"} for n in names]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    return probe.run_tasks(
+        sys.executable, probe.__file__, tasks, jobs, timeout, [str(modules)], str(scratch), pycache=pycache
+    )
+
+
+def test_a_crash_fails_that_import_only_and_the_rest_run_on(modules: Path, tmp_path: Path) -> None:
+    results = run(modules, tmp_path, ["good", "crash", "noisy", "exits", "json"])
+    assert results["good"]["ok"] and results["noisy"]["ok"] and results["json"]["ok"]
+    assert results["crash"]["error"].startswith("the interpreter died of SIGSEGV while running it")
+    assert str(modules / "crash.py") in results["crash"]["files"]  # from faulthandler's traceback
+    assert results["exits"]["error"] == "the interpreter exited with status 3 while running it"
+
+
+def test_a_hang_times_out(modules: Path, tmp_path: Path) -> None:
+    results = run(modules, tmp_path, ["hang", "good"], timeout=1.0)
+    assert results["hang"]["error"].startswith("timed out after 1 s")
+    assert results["good"]["ok"]
+
+
+def test_a_failure_in_a_shared_process_is_retried_in_a_fresh_one(modules: Path, tmp_path: Path) -> None:
+    results = run(modules, tmp_path, ["poison", "victim", "good"], jobs=1)
+    assert results["victim"]["ok"] and results["victim"]["attempt"] == "fresh"
+    assert results["good"]["attempt"] == "shared"
+
+
+def test_workers_write_no_bytecode_into_the_tree(modules: Path, tmp_path: Path) -> None:
+    assert run(modules, tmp_path, ["good"])["good"]["ok"]
+    assert not list(modules.rglob("__pycache__"))
+    # With a bytecode folder of its own, the compiled module goes there and only there.
+    prefix = tmp_path / "pycache"
+    result = run(modules, tmp_path, ["good", "noisy"], pycache=str(prefix))
+    assert result["good"]["ok"] and str(modules / "good.py") in result["good"]["sources"]
+    assert not list(modules.rglob("__pycache__"))
+    assert list(prefix.rglob("good.*.pyc"))
+
+
+def test_imports_run_isolated_with_no_ca_bundle_override_and_scratch_home(
+    modules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in probe.CA_BUNDLE_VARIABLES:
+        monkeypatch.setenv(name, "/etc/ssl/certs/ca-certificates.crt")  # would hide a deleted certifi/cacert.pem
+    monkeypatch.setenv("HOME", str(tmp_path / "real-home"))
+    (modules / "hygiene.py").write_text(
+        "import os, sys\n"
+        f"assert not [v for v in {probe.CA_BUNDLE_VARIABLES!r} if v in os.environ]\n"
+        "assert sys.flags.isolated and sys.flags.no_user_site and sys.flags.dont_write_bytecode\n"
+        "assert os.listdir(os.getcwd()) == [], os.listdir(os.getcwd())\n"
+        f"assert os.environ['HOME'] != {str(tmp_path / 'real-home')!r}\n"
+        "assert os.environ['TMPDIR'].startswith(os.path.dirname(os.getcwd()))\n"
+    )
+    result = run(modules, tmp_path, ["hygiene"])["hygiene"]
+    assert result["ok"], result
