@@ -75,15 +75,24 @@ class Transaction:
             raise ApplyError(
                 f"{staging}: cannot create the staging folder ({exc.strerror}); is the target writable?"
             ) from exc
-        for site_packages in target.site_packages:
-            if site_packages.stat().st_dev != staging.stat().st_dev:
-                shutil.rmtree(staging)
-                raise ApplyError(
-                    f"{site_packages}: on another file system than {target.root}; "
-                    "name the site-packages directory instead"
-                )
-        transaction = cls(target, staging)
-        transaction._append({"venvprune": __version__, "target": str(target.root)})
+        try:
+            for site_packages in target.site_packages:
+                if site_packages.stat().st_dev != staging.stat().st_dev:
+                    raise ApplyError(
+                        f"{site_packages}: on another file system than {target.root}; "
+                        "name the site-packages directory instead"
+                    )
+            transaction = cls(target, staging)
+            transaction._append({"venvprune": __version__, "target": str(target.root)})
+        except OSError as exc:  # a full disk: not even the journal fits
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ApplyError(
+                f"{staging / JOURNAL_NAME}: cannot write the journal ({exc.strerror}); nothing was changed. "
+                "Free some space on that file system and run venvprune again"
+            ) from exc
+        except BaseException:  # refused, or a signal before the first change: no staging folder outlives it
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return transaction
 
     # -- changes -------------------------------------------------------------------------------------------------
@@ -121,9 +130,12 @@ class Transaction:
         for directory in missing:
             self._start("mkdir", directory)
             directory.mkdir()
-        op = self._start("create", path)
+        # "replace" when an original is kept: recovery puts it back, and a second recovery (the first one killed
+        # after putting it back) must not take a "create" with no staged original for a new file and delete it.
+        kind = "replace" if os.path.lexists(path) else "create"
+        op = self._start(kind, path)
         staged = self._staged(op)
-        if os.path.lexists(path):
+        if kind == "replace":
             _link_or_copy(path, staged)
         new = staged.with_name(f"{op}.new")
         new.write_bytes(content)
@@ -148,9 +160,13 @@ class Transaction:
     def commit(self) -> list[FileError]:
         """Make the prune final: mark the journal committed, then delete the staged originals."""
         _Signals.committing = True  # from here on a signal lets the prune finish (see signals_interrupt)
-        _write_marker(self.staging / COMMITTED_NAME)
+        try:
+            _write_marker(self.staging / COMMITTED_NAME)
+        except OSError:
+            _Signals.committing = False  # not committed: the caller rolls back
+            raise
         self._close()
-        return _delete_tree(self.staging)
+        return _delete_committed(self.staging)
 
     def rollback(self) -> Recovery:
         self._close()
@@ -210,7 +226,8 @@ class Transaction:
 
     def _close(self) -> None:
         if not self._journal.closed:
-            self._journal.close()
+            with contextlib.suppress(OSError):  # a line that never reached the disk was a change never started
+                self._journal.close()
 
 
 def recover(target: Target) -> Recovery | None:
@@ -222,7 +239,7 @@ def recover(target: Target) -> Recovery | None:
 
 def _recover_staging(staging: Path) -> Recovery:
     if (staging / COMMITTED_NAME).exists():
-        return Recovery("completed", 0, tuple(_delete_tree(staging)))
+        return Recovery("completed", 0, tuple(_delete_committed(staging)))
     errors: list[FileError] = []
     restored = 0
     for op, kind, path in reversed(list(_read_journal(staging / JOURNAL_NAME))):
@@ -266,7 +283,7 @@ def _read_journal(journal: Path) -> Iterator[tuple[int, str, Path]]:
 
 
 def _restore_one(kind: str, path: Path, staged: Path) -> None:
-    if kind in ("rewrite", "create"):
+    if kind in ("rewrite", "create", "replace"):
         os.replace(staged, path)  # atomic: the path never goes missing
         return
     if _is_directory(path) and _is_directory(staged):
@@ -310,7 +327,16 @@ def _link_or_copy(source: Path, destination: Path) -> None:
     try:
         os.link(source, destination)
     except OSError:
-        shutil.copy2(source, destination, follow_symlinks=False)
+        # The copy takes the staged name only when complete: recovery puts a staged original back over its path,
+        # so a torn copy (a full disk, a kill) must never be found under that name.
+        partial = destination.with_name(destination.name + ".partial")
+        try:
+            shutil.copy2(source, partial, follow_symlinks=False)
+            os.replace(partial, destination)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise
 
 
 def _copy_ownership(original: Path, new: Path) -> None:
@@ -322,10 +348,16 @@ def _copy_ownership(original: Path, new: Path) -> None:
 
 
 def _write_marker(path: Path) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("committed\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("committed\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        # An empty marker (a full disk) would read as committed: without it the prune is rolled back, as it must be.
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
 
 
 def _delete_path(path: Path) -> None:
@@ -333,6 +365,29 @@ def _delete_path(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
+
+
+def _delete_committed(staging: Path) -> list[FileError]:
+    """Delete a committed staging folder with its COMMITTED marker last: killed midway, it still reads as committed.
+
+    (``rmtree`` goes in directory order, which on tmpfs is newest first: the marker went first, and a kill right
+    after it left staged originals that the next run took for an uncommitted prune and put back.)
+    """
+    errors: list[FileError] = []
+    for name in sorted(os.listdir(staging)):
+        if name == COMMITTED_NAME:
+            continue
+        entry = staging / name
+        if _is_directory(entry):
+            errors.extend(_delete_tree(entry))
+        else:
+            try:
+                entry.unlink()
+            except OSError as exc:
+                errors.append(FileError(entry, _describe(exc)))
+    if errors:
+        return errors  # the marker stays, so the next run finishes the rest
+    return _delete_tree(staging)
 
 
 def _delete_tree(path: Path) -> list[FileError]:
@@ -373,6 +428,7 @@ def target_lock(target: Target) -> Iterator[None]:
 
 class _Signals:
     committing = False  # a commit has begun in this process: the prune is finished rather than undone
+    received: str | None = None  # the name of a signal the handler raised for
 
 
 @contextlib.contextmanager
@@ -380,13 +436,15 @@ def signals_interrupt() -> Iterator[None]:
     """Turn SIGTERM (docker stop) into an exception, like SIGINT, so the transaction can restore before exiting.
 
     Once a commit has begun the originals are being deleted: there is nothing left to restore, so a signal is
-    ignored and the run (and its report) ends normally.
+    ignored and the run (and its report) ends normally. The signal is also noted for :func:`stop_if_signalled`.
     """
     _Signals.committing = False
+    _Signals.received = None
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         if not _Signals.committing:
-            raise Interrupted(f"stopped by {signal.Signals(signum).name}; every change was restored")
+            _Signals.received = signal.Signals(signum).name
+            raise Interrupted(f"stopped by {_Signals.received}; every change was restored")
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -394,6 +452,17 @@ def signals_interrupt() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def stop_if_signalled() -> None:
+    """Raise again for a signal whose exception was lost.
+
+    Python runs a signal handler wherever the main thread is, and an exception raised inside a finalizer (a
+    generator or file closed by the garbage collector) is only printed as "ignored". The pipeline calls this
+    between its phases, so such a signal still stops the run before the commit.
+    """
+    if _Signals.received is not None and not _Signals.committing:
+        raise Interrupted(f"stopped by {_Signals.received}; every change was restored")
 
 
 @contextlib.contextmanager

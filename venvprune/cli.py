@@ -18,6 +18,7 @@ import click
 from click.core import ParameterSource
 
 from venvprune import __version__, categories, config, pipeline, verify
+from venvprune.apply import signals_interrupt
 from venvprune.errors import ExitCode, Interrupted, UsageError, VenvpruneError
 from venvprune.report import build_report, render_json, render_markdown, render_summary_line, render_text
 from venvprune.target import resolve_target
@@ -87,7 +88,8 @@ def _check_options(command: Any) -> Any:
 def prune_command(ctx: click.Context, /, venv: Path | None, **options: Any) -> None:
     """Prune VENV (a venv, a Python prefix or a site-packages directory; default: $VIRTUAL_ENV)."""
     verbose = bool(options["verbose"])
-    with _errors_to_exit_codes(verbose):
+    # The signal handler covers the report too: after a commit a signal lets the run end normally (see apply).
+    with _errors_to_exit_codes(verbose), signals_interrupt():
         given = {
             name: value
             for name, value in options.items()
@@ -204,8 +206,9 @@ def _errors_to_exit_codes(verbose: bool) -> Iterator[None]:
     except VenvpruneError as exc:
         click.echo(f"venvprune: error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo(f"venvprune: error: {Interrupted('stopped by SIGINT; every change was restored').message}", err=True)
+    except KeyboardInterrupt as exc:  # Interrupted (SIGINT, SIGTERM), or Ctrl-C before the handler was set
+        message = exc.message if isinstance(exc, Interrupted) else "stopped by SIGINT; every change was restored"
+        click.echo(f"venvprune: error: {message}", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise

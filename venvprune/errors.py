@@ -51,7 +51,16 @@ class ApplyError(VenvpruneError):
     exit_code = ExitCode.FAILURE
 
 
-class Interrupted(VenvpruneError):
-    """A signal stopped the run; raised from the signal handler so the transaction can restore."""
+class Interrupted(KeyboardInterrupt):
+    """A signal stopped the run; raised from the signal handler so the transaction can restore.
+
+    A BaseException like KeyboardInterrupt, not a VenvpruneError: raised wherever the signal lands, it must get
+    through every ``except Exception`` on the way (pyelftools' construct turns any Exception in a field parse into
+    its own error, which read as a corrupt ELF file and swallowed the signal).
+    """
 
     exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

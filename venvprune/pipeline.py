@@ -16,14 +16,17 @@ from venvprune import categories, verify
 from venvprune.apply import (
     FileError,
     Recovery,
+    Transaction,
     recover,
     run_transaction,
+    signals_deferred,
     signals_ignored,
     signals_interrupt,
+    stop_if_signalled,
     target_lock,
 )
 from venvprune.config import Config
-from venvprune.errors import TargetError
+from venvprune.errors import ApplyError, TargetError
 from venvprune.plan import Phase, Plan, build_plan
 from venvprune.scan import scan
 from venvprune.target import Target, resolve_target
@@ -69,6 +72,7 @@ class _Phases:
 
     @contextlib.contextmanager
     def run(self, name: str) -> Iterator[None]:
+        stop_if_signalled()  # between phases: a signal whose exception a finalizer swallowed still stops the run
         self.progress.start(name)
         self.detail = ""
         started = time.monotonic()
@@ -76,6 +80,7 @@ class _Phases:
         seconds = time.monotonic() - started
         self.timings.append(PhaseTiming(name, seconds))
         self.progress.end(name, seconds, self.detail)
+        stop_if_signalled()
 
 
 def verify_options(config: Config) -> verify.VerifyOptions:
@@ -90,6 +95,12 @@ def verify_options(config: Config) -> verify.VerifyOptions:
 
 
 def prune(config: Config, progress: Progress) -> Outcome:
+    # SIGTERM (docker stop) and SIGINT end every phase alike, with exit 130 and one line; not only while applying.
+    with signals_interrupt():
+        return _prune(config, progress)
+
+
+def _prune(config: Config, progress: Progress) -> Outcome:
     phases = _Phases(progress)
     target = resolve_target(config.target)
     selected = categories.select(config.only, config.include, config.exclude)
@@ -102,7 +113,7 @@ def prune(config: Config, progress: Progress) -> Outcome:
                     "to restore it before a dry run"
                 )
         else:
-            with phases.run("recover"):
+            with phases.run("recover"), signals_deferred():  # a restore is never left half done by a signal
                 recovery = recover(target)
                 phases.detail = f"{recovery.outcome} {recovery.operations} changes" if recovery else "nothing pending"
         with phases.run("scan"):
@@ -124,9 +135,10 @@ def _apply(config: Config, target: Target, plan: Plan, recovery: Recovery | None
         with phases.run("baseline"):
             baseline = verify.take_baseline(target, options)
     with signals_interrupt():
-        with phases.run("apply"):
-            transaction, errors = run_transaction(target, plan.by_phase(Phase.FILES))
+        transaction: Transaction | None = None  # set once run_transaction returns; before, it restores by itself
         try:
+            with phases.run("apply"):  # inside the try: a signal at the phase's end must restore too
+                transaction, errors = run_transaction(target, plan.by_phase(Phase.FILES))
             errors += transaction.execute(plan.by_phase(Phase.METADATA))
             outcome = None
             if baseline is not None:
@@ -147,9 +159,24 @@ def _apply(config: Config, target: Target, plan: Plan, recovery: Recovery | None
                     )
             with phases.run("commit"):
                 errors += transaction.commit()
-        except BaseException:
+        except OSError as exc:  # a write the transaction needs (journal, manifest, marker) failed: undo, say where
+            if transaction is None:
+                raise
             with signals_ignored():
-                transaction.rollback()
+                undone = transaction.rollback()
+            state = (
+                f"{len(undone.errors)} originals are still in {transaction.staging}"
+                if undone.errors
+                else "every change was restored"
+            )
+            raise ApplyError(
+                f"{exc.filename or target.root}: {exc.strerror or exc}; {state}. "
+                "Free some space or fix the permissions, then run venvprune again"
+            ) from exc
+        except BaseException:
+            if transaction is not None:
+                with signals_ignored():
+                    transaction.rollback()
             raise
     status = Status.PARTIAL if errors else Status.SUCCESS
     return Outcome(plan, False, status, recovery, tuple(errors), outcome, skipped, tuple(phases.timings))

@@ -161,12 +161,16 @@ def _read_distributions(site_packages: Path) -> Iterator[Distribution]:
 
 
 def read_record(record: Path) -> list[list[str]]:
-    """RECORD rows as lists of strings; an unreadable or malformed RECORD reads as no rows."""
+    """RECORD rows as lists of strings.
+
+    Raises ``OSError`` when it cannot be read and ``ValueError`` when it is not UTF-8 CSV: reading such a RECORD as
+    no rows made the rewrite drop every row of it; now the apply step reports it and leaves it as it was.
+    """
+    text = record.read_text(encoding="utf-8")  # UnicodeDecodeError is a ValueError
     try:
-        text = record.read_text(encoding="utf-8")
         return [row for row in csv.reader(io.StringIO(text)) if row]
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return []
+    except csv.Error as exc:
+        raise ValueError(f"malformed RECORD ({exc}); left as it was") from exc
 
 
 def record_path(row_path: str) -> str:
@@ -176,7 +180,11 @@ def record_path(row_path: str) -> str:
 
 def _record_line_bytes(record: Path) -> dict[str, int]:
     lines: dict[str, int] = {}
-    for row in read_record(record):
+    try:
+        rows = read_record(record)
+    except (OSError, ValueError):
+        return lines  # unreadable or malformed: it lists no file, so no removal makes it rewritten
+    for row in rows:
         normalised = record_path(row[0])
         if normalised:
             lines[normalised] = len(",".join(row).encode("utf-8")) + 1

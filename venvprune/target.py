@@ -131,8 +131,14 @@ def _site_packages_target(root: Path) -> Target:
 def _find_interpreter(bin_dir: Path, preferred: str = "python") -> Path | None:
     for name in (preferred, "python3", "python"):
         candidate = bin_dir / name
-        if candidate.exists():
-            return candidate
+        try:
+            if candidate.exists():
+                return candidate
+        except PermissionError as exc:  # it links into a folder this user may not enter (root's pyenv)
+            raise TargetError(
+                f"{candidate}: the target's interpreter cannot be reached ({exc.strerror}); run venvprune as a user "
+                "who may run it, or name the site-packages directory"
+            ) from exc
     return None
 
 
