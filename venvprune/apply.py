@@ -394,9 +394,14 @@ def _delete_tree(path: Path) -> list[FileError]:
     errors: list[FileError] = []
 
     def retry(_func: object, failed: str, _error: object) -> None:
-        # A read-only directory inside staging: make it writable and try once more.
+        # A read-only directory inside the tree: make it writable and try once more. Never a folder above the
+        # tree (the target root itself), whose permissions are the user's.
+        parent = Path(os.path.dirname(failed))
+        if parent != path and path not in parent.parents:
+            errors.append(FileError(Path(failed), "cannot be deleted; check the permissions of its folder"))
+            return
         try:
-            os.chmod(os.path.dirname(failed), 0o700)
+            os.chmod(parent, 0o700)
             _delete_path(Path(failed))
         except OSError as exc:
             errors.append(FileError(Path(failed), _describe(exc)))

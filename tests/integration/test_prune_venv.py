@@ -124,7 +124,7 @@ def test_dry_run_changes_nothing_then_prune_removes_the_plan(pristine: Path, tmp
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert plan["dry_run"] is True
     planned = {a["path"] for a in plan["actions"]}
-    assert any(p.endswith("site-packages/demo/tests") for p in planned)
+    assert "demo/tests" in planned  # paths relative to site-packages
     assert dry.stdout.rstrip().splitlines()[-1].endswith("dry run, nothing changed")
 
     done = venvprune("--json", str(tmp_path / "done.json"), str(venv))

@@ -222,3 +222,15 @@ def test_a_directory_moved_only_in_part_is_merged_back_by_recovery(site: Path) -
     recovery = recover(target)
     assert recovery is not None and recovery.errors == ()
     assert tree_digest(site) == before
+
+
+def test_a_crlf_record_keeps_its_line_ends(site: Path) -> None:
+    record = site / "pkg-1.0.dist-info" / "RECORD"
+    record.write_bytes(record.read_bytes().replace(b"\n", b"\r\n"))
+    plan = the_plan(site)
+    transaction, _ = run_transaction(plan.inventory.target, plan.by_phase(Phase.FILES))
+    assert transaction.execute(plan.by_phase(Phase.METADATA)) == []
+    transaction.commit()
+    rewritten = record.read_bytes()
+    assert b"pkg/tests/" not in rewritten
+    assert rewritten.count(b"\r\n") == rewritten.count(b"\n") > 0

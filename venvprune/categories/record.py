@@ -31,8 +31,8 @@ class RewriteRecord:
     rehashed: frozenset[str]
 
     def write(self, source: Path, destination: Path) -> None:
-        text = source.read_text(encoding="utf-8")
-        line_end = "\r\n" if "\r\n" in text else "\n"
+        # Bytes, not read_text(): universal newlines would hide a CRLF RECORD, which is then written as it was.
+        line_end = "\r\n" if b"\r\n" in source.read_bytes() else "\n"
         out = io.StringIO()
         writer = csv.writer(out, lineterminator=line_end)
         for row in read_record(source):

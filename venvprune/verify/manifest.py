@@ -57,7 +57,8 @@ def manifest_bytes(
             kind: sum(1 for c in checks if c["kind"] == kind)
             for kind in ("import", "entry_point", "dlopen", "metadata")
         },
-        "checks": checks,
+        # Sorted: discovery follows directory-listing order, and a re-prune must write the same bytes.
+        "checks": sorted(checks, key=lambda task: json.dumps(task, sort_keys=True)),
     }
     return (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
 
