@@ -322,11 +322,36 @@ def _entry_point(task: Task) -> Optional[Dict[str, str]]:
     return None
 
 
-def _dlopen(task: Task) -> None:
-    """Load a shared library with lazy binding and local symbols, as an import would; it is never unloaded."""
-    import ctypes
+_DLOPEN_ALONE = (
+    "import ctypes, os, sys\n"
+    "try:\n"
+    "    ctypes.CDLL(sys.argv[1], mode=os.RTLD_LAZY | os.RTLD_LOCAL)\n"
+    "except OSError as exc:\n"
+    "    sys.stderr.write(str(exc))\n"
+    "    sys.exit(1)\n"
+)
 
-    ctypes.CDLL(task["path"], mode=os.RTLD_LAZY | os.RTLD_LOCAL)
+
+def _dlopen(task: Task) -> None:
+    """Load a shared library with lazy binding and local symbols, as an import would, in a process of its own.
+
+    Alone, because a library already loaded in this worker satisfies a dependency by its soname: a
+    ``libgfortran`` whose ``libquadmath`` was never shipped loads after another library brought one in, and not
+    in the final image's checker, which loads in another order. -S: no site, nothing else gets loaded.
+    """
+    import subprocess
+
+    loaded = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", _DLOPEN_ALONE, task["path"]],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    if loaded.returncode != 0:
+        message = loaded.stderr.decode("utf-8", "replace").strip()
+        if loaded.returncode < 0:
+            message = "killed by signal %d while loading" % -loaded.returncode
+        raise OSError(message or "exit status %d" % loaded.returncode)
     return None
 
 
