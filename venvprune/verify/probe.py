@@ -322,36 +322,67 @@ def _entry_point(task: Task) -> Optional[Dict[str, str]]:
     return None
 
 
-_DLOPEN_ALONE = (
-    "import ctypes, os, sys\n"
-    "try:\n"
-    "    ctypes.CDLL(sys.argv[1], mode=os.RTLD_LAZY | os.RTLD_LOCAL)\n"
-    "except OSError as exc:\n"
-    "    sys.stderr.write(str(exc))\n"
-    "    sys.exit(1)\n"
-)
+# A clean, single-threaded process (no site, nothing from site-packages loaded) that forks once per library:
+# each dlopen starts from the same empty state, at the cost of a fork rather than an interpreter start.
+_DLOPEN_SERVER = r"""
+import ctypes, json, os, sys
+for line in sys.stdin:
+    path = json.loads(line)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            ctypes.CDLL(path, mode=os.RTLD_LAZY | os.RTLD_LOCAL)
+        except OSError as exc:
+            os.write(write, str(exc).encode("utf-8", "replace")[:4000])
+            os._exit(1)
+        os._exit(0)
+    os.close(write)
+    chunks = []
+    while True:
+        chunk = os.read(read, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        error = "killed by signal %d while loading" % os.WTERMSIG(status)
+    else:
+        error = b"".join(chunks).decode("utf-8", "replace") if os.WEXITSTATUS(status) else ""
+    sys.stdout.write(json.dumps(error) + "\n")
+    sys.stdout.flush()
+"""
+_dlopen_server: Any = None
 
 
 def _dlopen(task: Task) -> None:
-    """Load a shared library with lazy binding and local symbols, as an import would, in a process of its own.
+    """Load a shared library with lazy binding and local symbols, as an import would, in a clean process.
 
-    Alone, because a library already loaded in this worker satisfies a dependency by its soname: a
-    ``libgfortran`` whose ``libquadmath`` was never shipped loads after another library brought one in, and not
-    in the final image's checker, which loads in another order. -S: no site, nothing else gets loaded.
+    Not in this worker: a library already loaded here satisfies a dependency by its soname, so a ``libgfortran``
+    whose ``libquadmath`` was never shipped would load after another library brought one in, and then fail in
+    the final image's checker, which loads in another order. A hang is this worker's timeout: the server and
+    its child are in the worker's process group, which the timeout kills.
     """
     import subprocess
 
-    loaded = subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-c", _DLOPEN_ALONE, task["path"]],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    if loaded.returncode != 0:
-        message = loaded.stderr.decode("utf-8", "replace").strip()
-        if loaded.returncode < 0:
-            message = "killed by signal %d while loading" % -loaded.returncode
-        raise OSError(message or "exit status %d" % loaded.returncode)
+    global _dlopen_server
+    if _dlopen_server is None or _dlopen_server.poll() is not None:
+        _dlopen_server = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", "-c", _DLOPEN_SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            universal_newlines=True,
+        )
+    _dlopen_server.stdin.write(json.dumps(task["path"]) + "\n")
+    _dlopen_server.stdin.flush()
+    answer = _dlopen_server.stdout.readline()
+    if not answer:
+        raise OSError("the loader process ended unexpectedly")
+    error = json.loads(answer)
+    if error:
+        raise OSError(error)
     return None
 
 
