@@ -134,50 +134,49 @@ def _apply(config: Config, target: Target, plan: Plan, recovery: Recovery | None
     if skipped is None:
         with phases.run("baseline"):
             baseline = verify.take_baseline(target, options)
-    with signals_interrupt():
-        transaction: Transaction | None = None  # set once run_transaction returns; before, it restores by itself
-        try:
-            with phases.run("apply"):  # inside the try: a signal at the phase's end must restore too
-                transaction, errors = run_transaction(target, plan.by_phase(Phase.FILES))
-            errors += transaction.execute(plan.by_phase(Phase.METADATA))
-            outcome = None
-            if baseline is not None:
-                with phases.run("verify"):
-                    outcome = verify.verify_and_heal(transaction, plan, baseline, options)
-                    phases.detail = f"{outcome.checks_passed}/{outcome.checks_total} checks pass"
-                if not outcome.ok:
-                    with signals_ignored():
-                        transaction.rollback()
-                    return Outcome(
-                        plan,
-                        False,
-                        Status.CHECK_FAILED,
-                        recovery,
-                        tuple(errors),
-                        outcome,
-                        timings=tuple(phases.timings),
-                    )
-            with phases.run("commit"):
-                errors += transaction.commit()
-        except OSError as exc:  # a write the transaction needs (journal, manifest, marker) failed: undo, say where
-            if transaction is None:
-                raise
-            with signals_ignored():
-                undone = transaction.rollback()
-            state = (
-                f"{len(undone.errors)} originals are still in {transaction.staging}"
-                if undone.errors
-                else "every change was restored"
-            )
-            raise ApplyError(
-                f"{exc.filename or target.root}: {exc.strerror or exc}; {state}. "
-                "Free some space or fix the permissions, then run venvprune again"
-            ) from exc
-        except BaseException:
-            if transaction is not None:
+    transaction: Transaction | None = None  # set once run_transaction returns; before, it restores by itself
+    try:
+        with phases.run("apply"):  # inside the try: a signal at the phase's end must restore too
+            transaction, errors = run_transaction(target, plan.by_phase(Phase.FILES))
+        errors += transaction.execute(plan.by_phase(Phase.METADATA))
+        outcome = None
+        if baseline is not None:
+            with phases.run("verify"):
+                outcome = verify.verify_and_heal(transaction, plan, baseline, options)
+                phases.detail = f"{outcome.checks_passed}/{outcome.checks_total} checks pass"
+            if not outcome.ok:
                 with signals_ignored():
                     transaction.rollback()
+                return Outcome(
+                    plan,
+                    False,
+                    Status.CHECK_FAILED,
+                    recovery,
+                    tuple(errors),
+                    outcome,
+                    timings=tuple(phases.timings),
+                )
+        with phases.run("commit"):
+            errors += transaction.commit()
+    except OSError as exc:  # a write the transaction needs (journal, manifest, marker) failed: undo, say where
+        if transaction is None:
             raise
+        with signals_ignored():
+            undone = transaction.rollback()
+        state = (
+            f"{len(undone.errors)} originals are still in {transaction.staging}"
+            if undone.errors
+            else "every change was restored"
+        )
+        raise ApplyError(
+            f"{exc.filename or target.root}: {exc.strerror or exc}; {state}. "
+            "Free some space or fix the permissions, then run venvprune again"
+        ) from exc
+    except BaseException:
+        if transaction is not None:
+            with signals_ignored():
+                transaction.rollback()
+        raise
     status = Status.PARTIAL if errors else Status.SUCCESS
     return Outcome(plan, False, status, recovery, tuple(errors), outcome, skipped, tuple(phases.timings))
 
