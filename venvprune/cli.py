@@ -17,8 +17,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from venvprune import __version__, categories, config, pipeline, verify
-from venvprune.apply import signals_interrupt
+from venvprune import __version__, apply, categories, config, pipeline, signals, verify
 from venvprune.errors import ExitCode, Interrupted, UsageError, VenvpruneError
 from venvprune.report import build_report, render_json, render_markdown, render_summary_line, render_text
 from venvprune.target import resolve_target
@@ -88,8 +87,9 @@ def _check_options(command: Any) -> Any:
 def prune_command(ctx: click.Context, /, venv: Path | None, **options: Any) -> None:
     """Prune VENV (a venv, a Python prefix or a site-packages directory; default: $VIRTUAL_ENV)."""
     verbose = bool(options["verbose"])
-    # The signal handler covers the report too: after a commit a signal lets the run end normally (see apply).
-    with _errors_to_exit_codes(verbose), signals_interrupt():
+    # The pipeline installs the signal handler; entering it here first makes it cover the report too: after a
+    # commit a signal lets the run end normally (see venvprune.signals).
+    with _errors_to_exit_codes(verbose), signals.handled():
         given = {
             name: value
             for name, value in options.items()
@@ -117,22 +117,24 @@ def prune_command(ctx: click.Context, /, venv: Path | None, **options: Any) -> N
 @click.option("-v", "--verbose", "verbose", is_flag=True, help="Print tracebacks of internal errors.")
 def check_command(venv: Path | None, **options: Any) -> None:
     """Import-check VENV without changing it; exit 1 naming each failure."""
-    with _errors_to_exit_codes(bool(options["verbose"])):
+    with _errors_to_exit_codes(bool(options["verbose"])), signals.handled():
         target = resolve_target(venv)
-        if target.staging_dir.exists():
-            raise VenvpruneError(
-                f"{target.staging_dir}: an interrupted prune is pending; run `venvprune {target.root}` first"
+        with apply.target_lock(target, shared=True):
+            pending = apply.pending(target)
+            if pending is not None:
+                raise VenvpruneError(
+                    f"{pending}: an interrupted prune is pending; run `venvprune {pending.parent}` first"
+                )
+            defaults = config.Config()
+            result = verify.run_check(
+                target,
+                verify.VerifyOptions(
+                    jobs=options["jobs"] if options["jobs"] is not None else defaults.jobs,
+                    check_modules=tuple(options["check_module"]),
+                    smoke=tuple(options["smoke"]),
+                    timeout=options["timeout"] or defaults.timeout,
+                ),
             )
-        defaults = config.Config()
-        result = verify.run_check(
-            target,
-            verify.VerifyOptions(
-                jobs=options["jobs"] if options["jobs"] is not None else defaults.jobs,
-                check_modules=tuple(options["check_module"]),
-                smoke=tuple(options["smoke"]),
-                timeout=options["timeout"] or defaults.timeout,
-            ),
-        )
         for failure in result.failures:
             click.echo(f"FAILED {failure}")
         passed = result.checks_total - len(result.failures)

@@ -12,19 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from venvprune import categories, verify
-from venvprune.apply import (
-    FileError,
-    Recovery,
-    Transaction,
-    recover,
-    run_transaction,
-    signals_deferred,
-    signals_ignored,
-    signals_interrupt,
-    stop_if_signalled,
-    target_lock,
-)
+from venvprune import apply, categories, signals, verify
+from venvprune.apply import FileError, Recovery
 from venvprune.config import Config
 from venvprune.errors import ApplyError, TargetError
 from venvprune.plan import Phase, Plan, build_plan
@@ -72,7 +61,7 @@ class _Phases:
 
     @contextlib.contextmanager
     def run(self, name: str) -> Iterator[None]:
-        stop_if_signalled()  # between phases: a signal whose exception a finalizer swallowed still stops the run
+        signals.stop_if_received()  # between phases: a signal whose exception a finalizer swallowed still stops the run
         self.progress.start(name)
         self.detail = ""
         started = time.monotonic()
@@ -80,7 +69,7 @@ class _Phases:
         seconds = time.monotonic() - started
         self.timings.append(PhaseTiming(name, seconds))
         self.progress.end(name, seconds, self.detail)
-        stop_if_signalled()
+        signals.stop_if_received()
 
 
 def verify_options(config: Config) -> verify.VerifyOptions:
@@ -96,7 +85,7 @@ def verify_options(config: Config) -> verify.VerifyOptions:
 
 def prune(config: Config, progress: Progress) -> Outcome:
     # SIGTERM (docker stop) and SIGINT end every phase alike, with exit 130 and one line; not only while applying.
-    with signals_interrupt():
+    with signals.handled():
         return _prune(config, progress)
 
 
@@ -104,18 +93,26 @@ def _prune(config: Config, progress: Progress) -> Outcome:
     phases = _Phases(progress)
     target = resolve_target(config.target)
     selected = categories.select(config.only, config.include, config.exclude)
-    with target_lock(target):
+    with apply.target_lock(target, shared=config.dry_run):
         recovery = None
         if config.dry_run:
-            if target.staging_dir.exists():
+            pending = apply.pending(target)
+            if pending is not None:
                 raise TargetError(
-                    f"{target.staging_dir}: an interrupted prune is pending; run `venvprune {target.root}` "
+                    f"{pending}: an interrupted prune is pending; run `venvprune {pending.parent}` "
                     "to restore it before a dry run"
                 )
         else:
-            with phases.run("recover"), signals_deferred():  # a restore is never left half done by a signal
-                recovery = recover(target)
+            apply.check_own_folders(target)
+            with phases.run("recover"), signals.deferred():  # a restore is never left half done by a signal
+                recovery = apply.recover(target)
                 phases.detail = f"{recovery.outcome} {recovery.operations} changes" if recovery else "nothing pending"
+            if recovery is not None and recovery.errors:
+                first = recovery.errors[0]
+                raise ApplyError(
+                    f"{first.path}: an interrupted prune could not be undone ({first.message}); its originals stay "
+                    f"in {target.staging_dir}. Fix that, then run venvprune again"
+                )
         with phases.run("scan"):
             inventory = scan(target, inspect_elf=any(c.name == "debug-symbols" for c in selected))
             phases.detail = f"{len(inventory.files)} files, {len(inventory.distributions)} distributions"
@@ -134,50 +131,24 @@ def _apply(config: Config, target: Target, plan: Plan, recovery: Recovery | None
     if skipped is None:
         with phases.run("baseline"):
             baseline = verify.take_baseline(target, options)
-    transaction: Transaction | None = None  # set once run_transaction returns; before, it restores by itself
-    try:
-        with phases.run("apply"):  # inside the try: a signal at the phase's end must restore too
-            transaction, errors = run_transaction(target, plan.by_phase(Phase.FILES))
-        errors += transaction.execute(plan.by_phase(Phase.METADATA))
-        outcome = None
+    outcome = None
+    with apply.transaction(target) as transaction:
+        with phases.run("apply"):
+            errors = transaction.execute(plan.by_phase(Phase.FILES))
+            errors += transaction.execute(plan.by_phase(Phase.METADATA))
         if baseline is not None:
             with phases.run("verify"):
                 outcome = verify.verify_and_heal(transaction, plan, baseline, options)
                 phases.detail = f"{outcome.checks_passed}/{outcome.checks_total} checks pass"
             if not outcome.ok:
-                with signals_ignored():
-                    transaction.rollback()
+                transaction.rollback()
                 return Outcome(
-                    plan,
-                    False,
-                    Status.CHECK_FAILED,
-                    recovery,
-                    tuple(errors),
-                    outcome,
-                    timings=tuple(phases.timings),
+                    plan, False, Status.CHECK_FAILED, recovery, tuple(errors), outcome, timings=tuple(phases.timings)
                 )
         with phases.run("commit"):
             errors += transaction.commit()
-    except OSError as exc:  # a write the transaction needs (journal, manifest, marker) failed: undo, say where
-        if transaction is None:
-            raise
-        with signals_ignored():
-            undone = transaction.rollback()
-        state = (
-            f"{len(undone.errors)} originals are still in {transaction.staging}"
-            if undone.errors
-            else "every change was restored"
-        )
-        raise ApplyError(
-            f"{exc.filename or target.root}: {exc.strerror or exc}; {state}. "
-            "Free some space or fix the permissions, then run venvprune again"
-        ) from exc
-    except BaseException:
-        if transaction is not None:
-            with signals_ignored():
-                transaction.rollback()
-        raise
-    status = Status.PARTIAL if errors else Status.SUCCESS
+    left_aside = recovery is not None and bool(recovery.left_aside)
+    status = Status.PARTIAL if errors or left_aside else Status.SUCCESS
     return Outcome(plan, False, status, recovery, tuple(errors), outcome, skipped, tuple(phases.timings))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from venvprune import elf
-from venvprune.target import MANIFEST_DIR_NAME, STAGING_DIR_NAME, Target
+from venvprune.target import OWN_DIR_NAMES, Target
 
 ELF_MAGIC = b"\x7fELF"
 
@@ -113,7 +113,7 @@ def _walk(top: Path, directories: list[Path]) -> Iterator[tuple[Path, os.stat_re
             continue  # unreadable directory: nothing in it is planned, so nothing in it is touched
         for child in children:
             path = Path(child.path)
-            if current == top and child.name in (STAGING_DIR_NAME, MANIFEST_DIR_NAME):
+            if current == top and child.name in OWN_DIR_NAMES:
                 continue
             try:
                 st = child.stat(follow_symlinks=False)

@@ -18,12 +18,15 @@ from venvprune.errors import TargetError
 
 STAGING_DIR_NAME = ".venvprune-staging"
 MANIFEST_DIR_NAME = ".venvprune"  # the final-stage checker and its manifest live here, in the target root
+UNRESTORED_DIR_NAME = ".venvprune-unrestored"  # originals a recovery could not put back, kept for the user
+OWN_DIR_NAMES = (STAGING_DIR_NAME, MANIFEST_DIR_NAME, UNRESTORED_DIR_NAME)  # never scanned, never pruned
 SITE_DIR_NAMES = ("site-packages", "dist-packages")
 
-# Asked of the target interpreter with -I (no user site, no PYTHON* variables). Python 3.8+ syntax only.
+# Asked of the target interpreter with -I (no user site, no PYTHON* variables). Python 3.8+ syntax only. The answer
+# goes to a pipe of its own (the file descriptor in argv[1]): a .pth file may print at start-up, on stdout or stderr.
 _QUERY = (
-    "import json, sys; print(json.dumps({'version': '%d.%d.%d' % sys.version_info[:3],"
-    " 'prefix': sys.prefix, 'path': sys.path}))"
+    "import json, os, sys; os.write(int(sys.argv[1]), json.dumps({'version': '%d.%d.%d' % sys.version_info[:3],"
+    " 'prefix': sys.prefix, 'path': sys.path}).encode())"
 )
 
 
@@ -143,24 +146,43 @@ def _find_interpreter(bin_dir: Path, preferred: str = "python") -> Path | None:
 
 
 def _ask_interpreter(interpreter: Path, root: Path) -> tuple[str, tuple[Path, ...]]:
+    read_end, write_end = os.pipe()
     try:
-        completed = subprocess.run(
-            # -B: site imports .pth hooks (_distutils_hack), which would write the bytecode we are about to remove.
-            [str(interpreter), "-I", "-B", "-c", _QUERY],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=str(root),
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TargetError(
-            f"{interpreter}: the target's interpreter does not run ({exc}); repair or recreate the venv"
-        ) from exc
-    if completed.returncode != 0:
-        last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        try:
+            process = subprocess.Popen(
+                # -B: site imports .pth hooks (_distutils_hack), which would write the bytecode we are about to remove.
+                [str(interpreter), "-I", "-B", "-c", _QUERY, str(write_end)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(write_end,),
+                cwd=str(root),
+            )
+        except OSError as exc:
+            raise TargetError(
+                f"{interpreter}: the target's interpreter does not run ({exc.strerror}); repair or recreate the venv"
+            ) from exc
+        finally:
+            os.close(write_end)
+        with os.fdopen(read_end, "rb") as answer_pipe:
+            read_end = -1
+            try:
+                _, stderr = process.communicate(timeout=60)
+            except subprocess.TimeoutExpired as exc:
+                process.kill()
+                process.communicate()
+                raise TargetError(
+                    f"{interpreter}: the target's interpreter did not answer in 60 s; repair or recreate the venv"
+                ) from exc
+            raw = answer_pipe.read()
+    finally:
+        if read_end != -1:
+            os.close(read_end)
+    if process.returncode != 0:
+        last = (stderr.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
         raise TargetError(f"{interpreter}: the target's interpreter fails ({last}); repair or recreate the venv")
     try:
-        answer = json.loads(completed.stdout)
+        answer = json.loads(raw)
         version = str(answer["version"])
         entries = [Path(p) for p in answer["path"] if p]
     except (ValueError, KeyError, TypeError) as exc:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.site_builder import install_dist, make_site, tree_digest
 from venvprune import categories
-from venvprune.apply import recover, run_transaction
+from venvprune.apply import Transaction, recover
 from venvprune.plan import build_plan
 from venvprune.scan import scan
 from venvprune.target import resolve_target
@@ -57,18 +57,21 @@ def test_lower_layer_directories_are_moved_and_restored(merged: Path) -> None:
     before = tree_digest(merged)
     target = resolve_target(merged)
     plan = build_plan(scan(target, inspect_elf=False), categories.select(only=("bytecode", "tests", "record")))
-    transaction, errors = run_transaction(target, plan.actions)
+    transaction = Transaction.begin(target)
+    errors = transaction.execute(plan.actions)
     assert errors == []
     assert not (merged / "pkg" / "tests").exists() and not (merged / "pkg" / "__pycache__").exists()
     transaction.rollback()
     assert tree_digest(merged) == before
 
-    transaction, errors = run_transaction(target, plan.actions)
-    transaction._close()  # abandoned, as by SIGKILL
+    transaction = Transaction.begin(target)
+    errors = transaction.execute(plan.actions)
+    transaction._abandon()  # abandoned, as by SIGKILL
     assert recover(target) is not None
     assert tree_digest(merged) == before
 
-    transaction, errors = run_transaction(target, plan.actions)
+    transaction = Transaction.begin(target)
+    errors = transaction.execute(plan.actions)
     assert transaction.commit() == []
     assert not (merged / "pkg" / "tests").exists()
     assert (merged / "pkg" / "__init__.py").exists()

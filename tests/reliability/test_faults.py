@@ -37,7 +37,7 @@ from tests.reliability.conftest import (
 )
 from tests.site_builder import install_dist, record_hash, tree_digest
 from venvprune import categories
-from venvprune.apply import run_transaction
+from venvprune.apply import Transaction
 from venvprune.plan import Phase, build_plan
 from venvprune.scan import read_record, record_path, scan
 from venvprune.target import MANIFEST_DIR_NAME, resolve_target
@@ -249,7 +249,8 @@ def test_files_that_vanish_between_plan_and_apply_library_route(
     assert extension in planned and site / "demo" / "tests" in planned and site / "demo" / "__pycache__" in planned
     shutil.rmtree(site / "demo" / "__pycache__")  # a directory that goes away
     extension.unlink()  # a file due to be stripped goes away
-    transaction, errors = run_transaction(target, plan.by_phase(Phase.FILES))
+    transaction = Transaction.begin(target)
+    errors = transaction.execute(plan.by_phase(Phase.FILES))
     errors += transaction.execute(plan.by_phase(Phase.METADATA))
     assert transaction.commit() == []
     assert {e.path: e.message for e in errors} == {

@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -174,14 +175,14 @@ def test_kill_at_every_call_of_a_recovery_then_recovery_again_restores_everythin
     prefix, before, _pruned = references(tmp_path, guard)
     site = build(prefix, guard)
     target, transaction = prune_until(site, commit=False)
-    transaction._close()  # killed: the OS closes the journal
+    transaction._abandon()  # killed: the OS closes the journal
     total = calls_made(lambda: recover(target))
     assert tree_digest(site) == before
     assert total >= 5
     for after in range(total):
         site = build(prefix, guard)
         target, transaction = prune_until(site, commit=False)
-        transaction._close()
+        transaction._abandon()
         killer.arm(after)
         with pytest.raises(Killed):
             recover(target)
@@ -219,21 +220,21 @@ def test_a_copied_original_is_never_staged_half_written(
     def refuse_link(*_args: object, **_kwargs: object) -> None:
         raise PermissionError(errno.EPERM, "Operation not permitted")
 
-    def torn_copy(source: Path, destination: Path, *, follow_symlinks: bool = True) -> None:
-        with open(source, "rb") as src, open(destination, "wb") as dst:
-            dst.write(src.read(1000))
+    def torn_copy(source: BinaryIO, destination: BinaryIO, length: int = 0) -> None:
+        destination.write(source.read(1000))
+        destination.flush()
         if failure == "killed":
             raise Killed
         raise OSError(errno.ENOSPC, "No space left on device", str(destination))
 
     transaction = Transaction.begin(target)
     monkeypatch.setattr(os, "link", refuse_link)
-    monkeypatch.setattr(shutil, "copy2", torn_copy)
+    monkeypatch.setattr(shutil, "copyfileobj", torn_copy)
     action = Action(data, ActionKind.REWRITE, "test", "upper", 0, 0, "pkg", transform=Upper())
     if failure == "killed":
         with pytest.raises(Killed):
             transaction.execute([action])
-        transaction._close()
+        transaction._abandon()
         monkeypatch.undo()
         assert recover(target) is not None
     else:

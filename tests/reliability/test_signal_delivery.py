@@ -19,8 +19,7 @@ import pytest
 
 from tests.reliability.conftest import Guard
 from tests.site_builder import install_dist, make_site, tree_digest
-from venvprune import pipeline
-from venvprune.apply import signals_interrupt
+from venvprune import pipeline, signals
 from venvprune.config import Config
 from venvprune.errors import Interrupted
 from venvprune.scan import scan
@@ -54,7 +53,7 @@ def test_a_signal_inside_a_pyelftools_field_parse_stops_the_scan(
         return read_stream(stream, length)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(elftools.construct.core, "_read_stream", signalled_read)
-    with pytest.raises(Interrupted, match=f"stopped by {signal.Signals(signum).name}"), signals_interrupt():
+    with pytest.raises(Interrupted, match=f"stopped by {signal.Signals(signum).name}"), signals.handled():
         scan(target)
     assert calls["n"] == 5
     assert tree_digest(site) == before
@@ -86,7 +85,7 @@ def test_a_signal_anywhere_in_a_dry_run_stops_it(
     shots = 16
     for shot in range(shots):
         timer = threading.Timer(took * (shot + 0.5) / shots, os.kill, (os.getpid(), signum))
-        with pytest.raises(Interrupted), signals_interrupt():  # the outer handler only guards pytest itself
+        with pytest.raises(Interrupted), signals.handled():  # the outer handler only guards pytest itself
             timer.start()
             try:
                 pipeline.prune(config, Silent())

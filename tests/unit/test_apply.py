@@ -11,11 +11,11 @@ import pytest
 
 from tests.site_builder import install_dist, make_site, tree_digest
 from venvprune import categories
-from venvprune.apply import JOURNAL_NAME, Transaction, recover, run_transaction, target_lock
+from venvprune.apply import JOURNAL_NAME, Transaction, recover, target_lock
 from venvprune.errors import LockedError
 from venvprune.plan import Action, ActionKind, Phase, Plan, build_plan
 from venvprune.scan import scan
-from venvprune.target import Target, resolve_target
+from venvprune.target import UNRESTORED_DIR_NAME, Target, resolve_target
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ def rewrite(path: Path) -> Action:
 
 def test_commit_removes_planned_paths_and_rewrites_record(site: Path) -> None:
     plan = the_plan(site)
-    transaction, errors = run_transaction(plan.inventory.target, plan.by_phase(Phase.FILES))
+    transaction = Transaction.begin(plan.inventory.target)
+    errors = transaction.execute(plan.by_phase(Phase.FILES))
     assert errors == []
     errors += transaction.execute(plan.by_phase(Phase.METADATA))
     assert transaction.commit() == []
@@ -69,7 +70,8 @@ def test_commit_removes_planned_paths_and_rewrites_record(site: Path) -> None:
 def test_rollback_restores_every_byte(site: Path) -> None:
     before = tree_digest(site)
     plan = the_plan(site)
-    transaction, _ = run_transaction(plan.inventory.target, plan.by_phase(Phase.FILES))
+    transaction = Transaction.begin(plan.inventory.target)
+    transaction.execute(plan.by_phase(Phase.FILES))
     transaction.execute(plan.by_phase(Phase.METADATA))
     assert tree_digest(site) != before
     transaction.rollback()
@@ -79,7 +81,8 @@ def test_rollback_restores_every_byte(site: Path) -> None:
 
 def test_restore_some_then_redo_record_lists_them_again(site: Path) -> None:
     plan = the_plan(site)
-    transaction, _ = run_transaction(plan.inventory.target, plan.by_phase(Phase.FILES))
+    transaction = Transaction.begin(plan.inventory.target)
+    transaction.execute(plan.by_phase(Phase.FILES))
     transaction.execute(plan.by_phase(Phase.METADATA))
     tests_dir = next(a for a in plan.actions if a.category == "tests")
     assert transaction.restore([tests_dir]) == []
@@ -116,7 +119,8 @@ def test_a_vanished_file_is_an_error_for_that_file_only(site: Path) -> None:
     plan = the_plan(site)
     (site / "pkg/__pycache__/__init__.cpython-311.pyc").unlink()
     (site / "pkg/__pycache__").rmdir()
-    transaction, errors = run_transaction(plan.inventory.target, plan.by_phase(Phase.FILES))
+    transaction = Transaction.begin(plan.inventory.target)
+    errors = transaction.execute(plan.by_phase(Phase.FILES))
     transaction.commit()
     assert [(e.path.name, e.message) for e in errors] == [("__pycache__", "vanished since the plan was made")]
     assert not (site / "pkg/tests").exists()
@@ -128,7 +132,7 @@ def crash_after(site: Path, steps: int) -> Target:
     transaction = Transaction.begin(plan.inventory.target)
     actions = list(plan.actions)[:steps]
     transaction.execute(actions)
-    transaction._close()  # what the OS does for a killed process
+    transaction._abandon()  # what the OS does for a killed process
     return plan.inventory.target
 
 
@@ -144,8 +148,9 @@ def test_recovery_after_a_crash_restores_the_original(site: Path, steps: int) ->
 
 def test_recovery_after_a_committed_crash_finishes(site: Path) -> None:
     plan = the_plan(site)
-    transaction, _ = run_transaction(plan.inventory.target, plan.actions)
-    transaction._close()
+    transaction = Transaction.begin(plan.inventory.target)
+    transaction.execute(plan.actions)
+    transaction._abandon()
     (plan.inventory.target.staging_dir / "COMMITTED").write_text("committed\n")  # killed right after the marker
     recovery = recover(plan.inventory.target)
     assert recovery is not None and recovery.outcome == "completed"
@@ -168,7 +173,7 @@ def test_created_files_and_their_folders_are_removed_by_recovery(site: Path) -> 
     transaction = Transaction.begin(target)
     transaction.create(site / "new" / "deeper" / "check.py", b"print('hi')\n")
     assert (site / "new/deeper/check.py").read_bytes() == b"print('hi')\n"
-    transaction._close()
+    transaction._abandon()
     recover(target)
     assert tree_digest(site) == before
 
@@ -200,7 +205,8 @@ def test_an_unreadable_record_is_reported_and_left_as_it_was(site: Path) -> None
     plan = the_plan(site)
     record = site / "pkg-1.0.dist-info" / "RECORD"
     record.write_bytes(b"pkg/tests/__init__.py,,\n\xff\xfe not utf-8\n")
-    transaction, errors = run_transaction(plan.inventory.target, plan.by_phase(Phase.FILES))
+    transaction = Transaction.begin(plan.inventory.target)
+    errors = transaction.execute(plan.by_phase(Phase.FILES))
     errors += transaction.execute(plan.by_phase(Phase.METADATA))
     transaction.commit()
     assert [e.path for e in errors] == [record]
@@ -214,8 +220,9 @@ def test_a_directory_moved_only_in_part_is_merged_back_by_recovery(site: Path) -
     target = resolve_target(site)
     tests_dir = site / "pkg" / "tests"
     transaction = Transaction.begin(target)
-    transaction._start("remove", tests_dir)  # the journal line is written before the move starts
-    transaction._close()
+    op = transaction._start("remove", "pkg/tests")  # the journal line is written before the move starts
+    transaction._note(op, split=True)  # and this one before the first entry moves
+    transaction._abandon()
     staged = target.staging_dir / "0"
     staged.mkdir()
     os.rename(tests_dir / "test_x.py", staged / "test_x.py")
@@ -228,9 +235,53 @@ def test_a_crlf_record_keeps_its_line_ends(site: Path) -> None:
     record = site / "pkg-1.0.dist-info" / "RECORD"
     record.write_bytes(record.read_bytes().replace(b"\n", b"\r\n"))
     plan = the_plan(site)
-    transaction, _ = run_transaction(plan.inventory.target, plan.by_phase(Phase.FILES))
+    transaction = Transaction.begin(plan.inventory.target)
+    transaction.execute(plan.by_phase(Phase.FILES))
     assert transaction.execute(plan.by_phase(Phase.METADATA)) == []
     transaction.commit()
     rewritten = record.read_bytes()
     assert b"pkg/tests/" not in rewritten
     assert rewritten.count(b"\r\n") == rewritten.count(b"\n") > 0
+
+
+def test_a_directory_moved_in_part_at_two_levels_is_merged_back(site: Path) -> None:
+    (site / "pkg" / "tests" / "deep").mkdir()
+    (site / "pkg" / "tests" / "deep" / "a.py").write_text("a = 1\n")
+    (site / "pkg" / "tests" / "deep" / "b.py").write_text("b = 1\n")
+    before = tree_digest(site)
+    target = resolve_target(site)
+    transaction = Transaction.begin(target)
+    op = transaction._start("remove", "pkg/tests")
+    transaction._note(op, split=True)
+    transaction._abandon()
+    staged = target.staging_dir / str(op)
+    (staged / "deep").mkdir(parents=True)  # killed while moving deep/ entry by entry, itself part of a split move
+    os.rename(site / "pkg" / "tests" / "deep" / "a.py", staged / "deep" / "a.py")
+    os.rename(site / "pkg" / "tests" / "test_x.py", staged / "test_x.py")
+    recovery = recover(target)
+    assert recovery is not None and recovery.errors == () and recovery.left_aside == ()
+    assert tree_digest(site) == before
+
+
+def test_recovery_puts_an_original_back_only_onto_what_the_prune_left(site: Path) -> None:
+    """Killed; then the rewritten file is replaced and the removed folder made again (pip installed a new version)."""
+    plan = the_plan(site)
+    target = plan.inventory.target
+    data = site / "pkg" / "data.txt"
+    transaction = Transaction.begin(target)
+    assert transaction.execute([*plan.by_phase(Phase.FILES), rewrite(data)]) == []
+    transaction._abandon()
+    data.write_text("installed since\n")
+    (site / "pkg" / "tests").mkdir()
+    (site / "pkg" / "tests" / "test_new.py").write_text("# new\n")
+    recovery = recover(target)
+    assert recovery is not None and recovery.errors == ()
+    assert {left.path for left in recovery.left_aside} == {"pkg/data.txt", "pkg/tests"}
+    assert data.read_text() == "installed since\n"
+    assert sorted(p.name for p in (site / "pkg" / "tests").iterdir()) == ["test_new.py"], "old files merged in"
+    unrestored = site / UNRESTORED_DIR_NAME
+    assert (unrestored / "pkg" / "data.txt").read_text() == "hello\n"
+    assert (unrestored / "pkg" / "tests" / "test_x.py").is_file()
+    assert (site / "pkg" / "__pycache__").is_dir(), "what could be restored was restored"
+    assert not target.staging_dir.exists()
+    assert recover(target) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import sys
@@ -51,14 +52,24 @@ def test_compile_estimate_scales_the_sample_by_size(tmp_path: Path) -> None:
     assert scale_to_all(2.0, sample, sources) == pytest.approx(2.0 * total / sum(os.path.getsize(s) for s in sample))
 
 
-def test_scratch_folders_of_dead_processes_are_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scratch_folders_nobody_holds_are_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Judged by their lock, not by the process id in their name (a live run in another PID namespace looks dead)."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    stale = tmp_path / "venvprune-unit-4194399-abc"  # above any pid_max: that process is gone
+    stale = tmp_path / f"venvprune-unit-{os.getpid()}-abc"  # a live pid, but no lock: the run that made it is gone
     stale.mkdir()
-    mine = tmp_path / f"venvprune-unit-{os.getpid()}-abc"
-    mine.mkdir()
+    held = tmp_path / "venvprune-unit-4194399-abc"  # a pid that does not exist here, but its lock is held
+    held.mkdir()
     other_kind = tmp_path / "venvprune-other-4194399-abc"
     other_kind.mkdir()
-    made = scratch.make("unit")
-    assert made.parent == tmp_path and made.name.startswith(f"venvprune-unit-{os.getpid()}-")
-    assert not stale.exists() and mine.exists() and other_kind.exists()
+    holder = os.open(held, os.O_RDONLY | os.O_DIRECTORY)  # another open file: flock(2) sees another holder
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        made = scratch.make("unit")
+        assert made.parent == tmp_path and made.name.startswith(f"venvprune-unit-{os.getpid()}-")
+        assert not stale.exists() and held.exists() and other_kind.exists()
+        scratch.make("unit")
+        assert made.exists(), "a folder this process holds was swept"
+    finally:
+        os.close(holder)
+    scratch.remove(made)
+    assert not made.exists()

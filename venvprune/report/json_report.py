@@ -33,6 +33,10 @@ def report_dict(report: Report) -> dict[str, Any]:
         "actions": [asdict(a) for a in report.actions],
         "errors": [{"path": path, "message": message} for path, message in report.errors],
         "recovery": report.recovery,
+        "recovery_problems": [
+            {"path": path, "message": message, "kept_at": kept_at}
+            for path, message, kept_at in report.recovery_problems
+        ],
         "verification": report.verification,
         "timings": [{"phase": name, "seconds": seconds} for name, seconds in report.timings],
     }

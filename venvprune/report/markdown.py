@@ -34,6 +34,12 @@ def render_markdown(report: Report) -> str:
         lines += [
             f"| {g.category} | {g.count:,} | {g.reason} | `{g.examples[0] if g.examples else ''}` |" for g in groups
         ]
+    if report.recovery_problems:
+        lines += ["", "**Not restored** by the recovery of an interrupted prune:", ""]
+        lines += [
+            f"- `{path}`: {message}" + (f" (kept in `{kept_at}`)" if kept_at else "")
+            for path, message, kept_at in report.recovery_problems
+        ]
     if report.errors:
         lines += ["", "**Errors** (left as they were):", ""]
         lines += [f"- `{path}`: {message}" for path, message in report.errors]

@@ -66,6 +66,7 @@ class Report:
     actions: tuple[ActionRow, ...]
     errors: tuple[tuple[str, str], ...]
     recovery: str | None
+    recovery_problems: tuple[tuple[str, str, str | None], ...]  # (path, what happened, where the original is kept)
     verification: dict[str, object] | None
     timings: tuple[tuple[str, float], ...]
     version: str = __version__
@@ -171,6 +172,10 @@ def build_report(outcome: Outcome) -> Report:
         ),
         errors=tuple((rel(e.path), e.message) for e in outcome.errors),
         recovery=recovery,
+        recovery_problems=tuple(
+            (display_path(left.path), left.message, str(left.kept_at) if left.kept_at else None)
+            for left in (outcome.recovery.left_aside if outcome.recovery is not None else ())
+        ),
         verification=verification,
         timings=tuple((t.name, round(t.seconds, 3)) for t in outcome.timings),
     )

@@ -21,6 +21,8 @@ def render_summary_line(report: Report) -> str:
             parts.append(f"{verification['checks_passed']}/{verification['checks_total']} checks pass")
         if report.errors:
             parts.append(f"{len(report.errors)} errors")
+        if report.recovery_problems:
+            parts.append(f"{len(report.recovery_problems)} originals not restored (see above)")
         if report.status == "check-failed":
             parts = ["verification failed, everything restored"]
     return f"{head}, {', '.join(parts)}"
@@ -33,6 +35,8 @@ def render_text(report: Report, verbose: bool = False) -> str:
     lines.append(f"venvprune {report.version}: {mode}: {report.target} ({report.kind}{python})")
     if report.recovery:
         lines.append(f"  note: {report.recovery}")
+    for path, message, kept_at in report.recovery_problems:
+        lines.append(f"  not restored: {path}: {message}" + (f"; kept in {kept_at}" if kept_at else ""))
     lines.append("")
     lines.append(f"  before  {human_bytes(report.before_bytes):>10}  {report.files_before:,} files")
     lines.append(

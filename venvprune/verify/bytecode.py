@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
-from venvprune.verify.scratch import make as make_scratch
+from venvprune.verify import scratch
 
 SAMPLE_EVERY = 16  # compile one source in 16 to estimate what compiling all of them costs
 
@@ -32,8 +32,8 @@ class BytecodeCache:
     """A ``pycache_prefix`` folder holding the venv's bytecode for *sources*; deleted with this object."""
 
     def __init__(self, sources: Sequence[str], cache_tag: str) -> None:
-        self.path = make_scratch("pycache")
-        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+        self.path = scratch.make("pycache")
+        self._finalizer = weakref.finalize(self, scratch.remove, self.path)
         linked = []
         for source in sources:
             if _link(in_tree_cache(source, cache_tag), prefixed_cache(self.path, source, cache_tag)):

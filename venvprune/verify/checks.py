@@ -22,7 +22,7 @@ from typing import Any
 
 from venvprune.errors import VenvpruneError
 from venvprune.verify import probe
-from venvprune.verify.scratch import make as make_scratch
+from venvprune.verify import scratch as scratch_folders
 
 METADATA_BUNDLE = "(metadata)"
 LIBRARIES_BUNDLE = "(libraries)"
@@ -166,7 +166,7 @@ class Runner:
         self.site_dirs = [str(p) for p in site_dirs]
         self.jobs = jobs
         self.timeout = timeout
-        self.scratch = make_scratch("verify")
+        self.scratch = scratch_folders.make("verify")
         self.probe = self.scratch / "probe.py"
         self.compile_seconds = 0.0
         # A copy, not the installed file: nothing of venvprune's is importable by the target, by design (-I).
@@ -176,7 +176,7 @@ class Runner:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        scratch_folders.remove(self.scratch)
 
     def discover(self, check_modules: Sequence[str] = ()) -> Discovery:
         out = self.scratch / "discovery.json"

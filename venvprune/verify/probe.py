@@ -63,7 +63,7 @@ _NOT_ELF_SUFFIXES = tuple(
 )
 _ET_DYN = 3
 _PT_INTERP = 3
-_SKIPPED_TOP_DIRS = (".venvprune", ".venvprune-staging", "__pycache__")
+_SKIPPED_TOP_DIRS = (".venvprune", ".venvprune-staging", ".venvprune-unrestored", "__pycache__")
 
 # Names of things in an error: absolute paths, shared-object names, and modules a ModuleNotFoundError names.
 _PATH_IN_TEXT = re.compile(r"(/[^\s'\":,()\[\]]+)")

@@ -1,23 +1,41 @@
-"""Scratch folders outside the target, named after the process that made them.
+"""Scratch folders outside the target, each held by a lock for as long as its process lives.
 
 A venvprune killed with SIGKILL (a cancelled ``docker build``) cannot delete its scratch folders; the next run
-deletes those whose process is gone, so they do not pile up in ``/tmp`` of a CI machine.
+deletes those whose lock nobody holds, so they do not pile up in ``/tmp`` of a CI machine. The lock, not the
+process id in the name, says whether a folder is in use: a process id means nothing in another PID namespace (a
+container, ``unshare --pid``), where a live venvprune outside would look dead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+# Open lock descriptors of the folders this process made: closed, and the lock released, when it exits or dies.
+_held: dict[Path, int] = {}
+
 
 def make(kind: str) -> Path:
-    """A new folder ``<tmp>/venvprune-<kind>-<pid>-<random>``; stale ones of dead processes are removed first."""
+    """A new folder ``<tmp>/venvprune-<kind>-<pid>-<random>``; stale ones nobody holds are removed first."""
     prefix = f"venvprune-{kind}-"
     _sweep(prefix)
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _held[path] = fd
+    return path
+
+
+def remove(path: Path) -> None:
+    """Delete a folder :func:`make` returned, and let go of its lock."""
+    shutil.rmtree(path, ignore_errors=True)
+    fd = _held.pop(path, None)
+    if fd is not None:
+        os.close(fd)
 
 
 def _sweep(prefix: str) -> None:
@@ -27,20 +45,14 @@ def _sweep(prefix: str) -> None:
     except OSError:
         return
     for entry in entries:
-        if not entry.name.startswith(prefix):
+        if not entry.name.startswith(prefix) or entry in _held:
             continue
-        pid = entry.name[len(prefix) :].partition("-")[0]
-        if pid.isdigit() and not _alive(int(pid)) and entry.is_dir() and not entry.is_symlink():
-            with contextlib.suppress(OSError):
-                if entry.stat().st_uid == os.geteuid():
-                    shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
+        with contextlib.suppress(OSError):
+            fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                if os.fstat(fd).st_uid != os.geteuid():
+                    continue
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a live run: BlockingIOError, left alone
+                shutil.rmtree(entry, ignore_errors=True)  # rmtree does not follow symlinks inside it
+            finally:
+                os.close(fd)
