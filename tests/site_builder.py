@@ -5,12 +5,13 @@ Integration tests install real wheels with pip instead (``tests/wheel_builder.py
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Union
+
+from venvprune import records
 
 Content = Union[str, bytes]
 
@@ -47,18 +48,11 @@ def install_dist(
         meta["top_level.txt"] = top_level
     for rel, content in meta.items():
         (dist_info / rel).write_text(content if isinstance(content, str) else content.decode())
-    rows = [f"{rel},{record_hash(site_packages / rel)},{(site_packages / rel).stat().st_size}" for rel in files]
-    rows += [
-        f"{dist_info.name}/{rel},{record_hash(dist_info / rel)},{(dist_info / rel).stat().st_size}" for rel in meta
-    ]
-    rows.append(f"{dist_info.name}/RECORD,,")
-    (dist_info / "RECORD").write_text("\n".join(rows) + "\n")
+    rows = [records.row_for(rel, (site_packages / rel).read_bytes()) for rel in files]
+    rows += [records.row_for(f"{dist_info.name}/{rel}", (dist_info / rel).read_bytes()) for rel in meta]
+    rows.append(records.Row((f"{dist_info.name}/RECORD", "", "")))
+    (dist_info / "RECORD").write_bytes(records.dump(rows))
     return dist_info
-
-
-def record_hash(path: Path) -> str:
-    digest = hashlib.sha256(path.read_bytes()).digest()
-    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def tree_digest(root: Path) -> dict[str, tuple[str, str]]:

@@ -6,13 +6,13 @@ needs, in well under a second per wheel.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import subprocess
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Union
+
+from venvprune import records
 
 Content = Union[str, bytes]
 
@@ -38,9 +38,9 @@ def build_wheel(
         contents[f"{dist_info}/entry_points.txt"] = entry_points.encode()
     if top_level is not None:
         contents[f"{dist_info}/top_level.txt"] = top_level.encode()
-    record = [f"{rel},sha256={_digest(data)},{len(data)}" for rel, data in contents.items()]
-    record.append(f"{dist_info}/RECORD,,")
-    contents[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    rows = [records.row_for(rel, data) for rel, data in contents.items()]
+    rows.append(records.Row((f"{dist_info}/RECORD", "", "")))
+    contents[f"{dist_info}/RECORD"] = records.dump(rows)
     wheel = directory / f"{dist}-{version}-{tag}.whl"
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
         for rel, data in contents.items():
@@ -58,7 +58,3 @@ def pip_install(venv: Path, *wheels: Path) -> None:
 
 def _bytes(content: Content) -> bytes:
     return content.encode() if isinstance(content, str) else content
-
-
-def _digest(data: bytes) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()

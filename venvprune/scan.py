@@ -6,8 +6,6 @@ top-level directory a distribution's RECORD names.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import stat
 from collections.abc import Iterator, Mapping
@@ -17,7 +15,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from venvprune import elf
+from venvprune import elf, records
 from venvprune.target import OWN_DIR_NAMES, Target
 
 ELF_MAGIC = b"\x7fELF"
@@ -160,32 +158,12 @@ def _read_distributions(site_packages: Path) -> Iterator[Distribution]:
         )
 
 
-def read_record(record: Path) -> list[list[str]]:
-    """RECORD rows as lists of strings.
-
-    Raises ``OSError`` when it cannot be read and ``ValueError`` when it is not UTF-8 CSV: reading such a RECORD as
-    no rows made the rewrite drop every row of it; now the apply step reports it and leaves it as it was.
-    """
-    text = record.read_text(encoding="utf-8")  # UnicodeDecodeError is a ValueError
-    try:
-        return [row for row in csv.reader(io.StringIO(text)) if row]
-    except csv.Error as exc:
-        raise ValueError(f"malformed RECORD ({exc}); left as it was") from exc
-
-
-def record_path(row_path: str) -> str:
-    """A RECORD path normalised to a POSIX path relative to site-packages (``..`` kept for files outside)."""
-    return Path(os.path.normpath(row_path)).as_posix() if row_path else row_path
-
-
 def _record_line_bytes(record: Path) -> dict[str, int]:
-    lines: dict[str, int] = {}
+    """Bytes of RECORD per listed path (normalised): what dropping its row saves."""
     try:
-        rows = read_record(record)
+        data = record.read_bytes()
+        rows = records.parse(data)
     except (OSError, ValueError):
-        return lines  # unreadable or malformed: it lists no file, so no removal makes it rewritten
-    for row in rows:
-        normalised = record_path(row[0])
-        if normalised:
-            lines[normalised] = len(",".join(row).encode("utf-8")) + 1
-    return lines
+        return {}  # unreadable or malformed: it lists no file, so no removal makes it rewritten
+    sizes = records.row_sizes(rows, records.line_ending(data))
+    return {row.normalised_path: size for row, size in zip(rows, sizes) if row.path}

@@ -35,11 +35,11 @@ from tests.reliability.conftest import (
     staging_left,
     tool_env,
 )
-from tests.site_builder import install_dist, record_hash, tree_digest
-from venvprune import categories
+from tests.site_builder import install_dist, tree_digest
+from venvprune import categories, records
 from venvprune.apply import Transaction
 from venvprune.plan import Phase, build_plan
-from venvprune.scan import read_record, record_path, scan
+from venvprune.scan import scan
 from venvprune.target import MANIFEST_DIR_NAME, resolve_target
 
 pytestmark = pytest.mark.integration
@@ -80,10 +80,10 @@ def pages(size: int) -> int:
 def record_is_true(site: Path) -> None:
     """Every RECORD parses, and each row with a hash matches the file on disk (or the file is gone from it)."""
     for record in site.glob("*.dist-info/RECORD"):
-        for row in read_record(record):
-            path = site / record_path(row[0])
-            if len(row) >= 2 and row[1] and path.is_file():
-                assert row[1] == record_hash(path), f"{record}: {row[0]} has a stale hash"
+        for row in records.read(record):
+            path = site / row.normalised_path
+            if row.hash and path.is_file():
+                assert row.hash == records.hash_file(path), f"{record}: {row.path} has a stale hash"
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 from tests.reliability.conftest import Guard
 from tests.site_builder import install_dist, make_site, tree_digest
+from venvprune import records
 from venvprune.apply import Transaction
 from venvprune.categories.record import RewriteRecord
 from venvprune.plan import Action, ActionKind, Phase
-from venvprune.scan import read_record, record_path
 from venvprune.target import resolve_target
 
 FIELD_LIMIT = csv.field_size_limit()
@@ -45,7 +45,7 @@ def csv_bytes(table: list[list[str]], line_end: str) -> bytes:
     return out.getvalue().encode("utf-8", "surrogatepass")
 
 
-records = st.one_of(
+record_files = st.one_of(
     st.binary(max_size=600),  # anything at all
     st.builds(csv_bytes, rows, st.sampled_from(["\n", "\r\n"])),  # well-formed CSV, odd fields
     st.builds(  # mostly valid, then damaged: a byte that is not UTF-8, a NUL, a torn quote, a bare CR
@@ -59,11 +59,10 @@ records = st.one_of(
 
 
 def strict_rows(data: bytes) -> list[list[str]] | None:
-    """The rows a strict reader finds, as read_text would see them (universal newlines); None when malformed."""
+    """The rows the csv module finds, with CR and LF as written (no newline translation); None when malformed."""
     try:
         text = data.decode("utf-8")
-        text = io.StringIO(text, newline=None).read()
-        return [row for row in csv.reader(io.StringIO(text)) if row]
+        return [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if row]
     except (UnicodeDecodeError, csv.Error):
         return None
 
@@ -86,7 +85,7 @@ def lay_out(root: Path, record: bytes, guard: Guard) -> tuple[Path, Path]:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],  # one guard for all
 )
-@given(record=records)
+@given(record=record_files)
 @example(record=b"pkg/__init__.py,sha256=x,6\n" + b"x" * (FIELD_LIMIT + 1) + b"\n")  # a field over csv's limit
 @example(record=b"pkg/__init__.py,,\npkg/lib.so,,\n\xff\xfe\n")  # not UTF-8 at the end
 @example(record=b'pkg/gone.py,,\n"pkg/__init__.py,,\n')  # a quote that never closes
@@ -95,11 +94,11 @@ def test_read_and_rewrite_malformed_records(record: bytes, guard: Guard) -> None
         site, source = lay_out(Path(temp), record, guard)
         expected = strict_rows(record)
         try:
-            read = read_record(source)
+            read = records.read(source)
         except (OSError, ValueError):
             read = None
         if read is not None:
-            assert all(isinstance(row, list) and row and all(isinstance(f, str) for f in row) for row in read)
+            assert [list(row.fields) for row in read] == expected
 
         destination = source.with_name("RECORD.new")
         transform = RewriteRecord(site, DROPPED, REHASHED)
@@ -118,13 +117,13 @@ def test_read_and_rewrite_malformed_records(record: bytes, guard: Guard) -> None
         assert written is not None, "the rewritten RECORD does not parse"
         kept = []
         for row in expected:
-            rel = record_path(row[0])
+            rel = records.normalise(row[0])
             if rel in DROPPED and not os.path.lexists(site / rel):
                 continue
             kept.append(row[0])
         assert [row[0] for row in written] == kept
         for row in written:
-            if record_path(row[0]) in REHASHED:
+            if records.normalise(row[0]) in REHASHED:
                 assert row[1].startswith("sha256=") and row[2] == str(len(ON_DISK["pkg/lib.so"]))
 
 

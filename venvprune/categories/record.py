@@ -7,17 +7,14 @@ makes ``pip`` and SBOM tools report a damaged install; this keeps it true.
 
 from __future__ import annotations
 
-import base64
-import csv
-import hashlib
-import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from venvprune import records
 from venvprune.plan import Action, ActionKind, CategoryResult, Phase, ancestors
-from venvprune.scan import Inventory, read_record, record_path
+from venvprune.scan import Inventory
 
 REASON = "list only the files that remain, with new hashes for changed files"
 
@@ -31,29 +28,19 @@ class RewriteRecord:
     rehashed: frozenset[str]
 
     def write(self, source: Path, destination: Path) -> None:
-        # Bytes, not read_text(): universal newlines would hide a CRLF RECORD, which is then written as it was.
-        line_end = "\r\n" if b"\r\n" in source.read_bytes() else "\n"
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator=line_end)
-        for row in read_record(source):
-            rel = record_path(row[0])
+        data = source.read_bytes()
+        remaining: list[records.Row] = []
+        for row in records.parse(data):
+            rel = row.normalised_path
             full = self.site_packages / rel
             # A removal that verification restored is on disk again and keeps its row.
             if rel in self.dropped and not os.path.lexists(full):
                 continue
             if rel in self.rehashed and full.is_file() and not full.is_symlink():
-                row = [row[0], _record_hash(full), str(full.stat().st_size)]
-            writer.writerow(row)
-        with open(destination, "w", encoding="utf-8", newline="") as handle:
-            handle.write(out.getvalue())
-
-
-def _record_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode("ascii")
+                row = row.with_content(records.hash_file(full), full.stat().st_size)
+            remaining.append(row)
+        with open(destination, "wb") as handle:
+            handle.write(records.dump(remaining, records.line_ending(data)))
 
 
 class Record:

@@ -1,0 +1,134 @@
+"""RECORD files of installed distributions: parse rows, hash files, write rows back.
+
+A RECORD is CSV (the wheel spec, PEP 376): ``path,hash,size`` per row, the hash written ``sha256=<urlsafe base64
+without padding>``. A path may hold a comma, a quote, a line feed or a carriage return inside its quotes, so the
+file is read as bytes and parsed without newline translation, and written back with the line ending it had.
+
+Standard library only and Python 3.8+, importing nothing from venvprune: the probe that runs inside the target's own
+interpreter may use it as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import os
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+HASH_ALGORITHM = "sha256"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row as it was written; fields beyond the third (or a short row) are kept, so a rewrite loses nothing."""
+
+    fields: tuple[str, ...]
+
+    @property
+    def path(self) -> str:
+        """The path as written: POSIX, relative to site-packages (``../../bin/tool`` for files outside it)."""
+        return self.fields[0]
+
+    @property
+    def hash(self) -> str:
+        return self.fields[1] if len(self.fields) > 1 else ""
+
+    @property
+    def size(self) -> str:
+        return self.fields[2] if len(self.fields) > 2 else ""
+
+    @property
+    def normalised_path(self) -> str:
+        return normalise(self.path)
+
+    def with_content(self, digest: str, size: int) -> Row:
+        """This row describing new content (a stripped library): the hash and size change, the path does not."""
+        return Row((self.path, digest, str(size), *self.fields[3:]))
+
+
+def row_for(path: str, data: bytes) -> Row:
+    """A complete row for *data* installed at *path* (as an installer writes it)."""
+    return Row((path, hash_bytes(data), str(len(data))))
+
+
+def parse(data: bytes) -> list[Row]:
+    """The rows of a RECORD's bytes, blank lines skipped.
+
+    Raises ``ValueError`` when *data* is not UTF-8 CSV (``UnicodeDecodeError`` is one): a caller that read such a
+    RECORD as no rows would drop every row of it when writing it back.
+    """
+    text = data.decode("utf-8")
+    try:
+        # newline="": the csv module sees CR and LF as written, inside quotes too. strict: a quote that never closes
+        # is an error, not a name that runs to the end of the file.
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        return [Row(tuple(fields)) for fields in reader if fields]
+    except csv.Error as exc:
+        raise ValueError(f"malformed RECORD ({exc})") from exc
+
+
+def read(path: str | os.PathLike[str]) -> list[Row]:
+    """The rows of the RECORD file at *path*; ``OSError`` when it cannot be read, ``ValueError`` as :func:`parse`."""
+    with open(path, "rb") as handle:
+        return parse(handle.read())
+
+
+def line_ending(data: bytes) -> str:
+    """The line ending a RECORD was written with, to write it back the same way (pip and installers differ)."""
+    if data.endswith(b"\r\n"):
+        return "\r\n"
+    if data.endswith(b"\n"):
+        return "\n"
+    return "\r\n" if b"\r\n" in data else "\n"
+
+
+def dump(rows: Iterable[Row], line_end: str = "\n") -> bytes:
+    """RECORD bytes for *rows*; a field holding a comma, a quote, CR or LF is quoted, so :func:`parse` reads it back."""
+    return "".join(_format(row) + line_end for row in rows).encode("utf-8")
+
+
+def _format(row: Row) -> str:
+    # Not csv.writer: before Python 3.11.9 / 3.12.3, with a "\n" line terminator it leaves a carriage return
+    # unquoted, and a reader then splits the row there (python/cpython#67044).
+    if row.fields == ("",):
+        return '""'  # a row of one empty field, not a blank line
+    return ",".join(_quote(field) for field in row.fields)
+
+
+def _quote(field: str) -> str:
+    if "," in field or '"' in field or "\r" in field or "\n" in field:
+        return '"' + field.replace('"', '""') + '"'
+    return field
+
+
+def row_sizes(rows: Iterable[Row], line_end: str = "\n") -> list[int]:
+    """Bytes each row takes in a RECORD written by :func:`dump` (what removing the row saves)."""
+    end = len(line_end)
+    return [len(_format(row).encode("utf-8")) + end for row in rows]
+
+
+def hash_bytes(data: bytes) -> str:
+    return _encode(hashlib.new(HASH_ALGORITHM, data).digest())
+
+
+def hash_file(path: str | os.PathLike[str]) -> str:
+    """The RECORD hash of the file at *path*, read in chunks (a library may be hundreds of MB)."""
+    digest = hashlib.new(HASH_ALGORITHM)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return _encode(digest.digest())
+
+
+def normalise(row_path: str) -> str:
+    """A RECORD path in one spelling (``pkg/./a.py`` -> ``pkg/a.py``); ``..`` is kept for files outside."""
+    return posixpath.normpath(row_path) if row_path else row_path
+
+
+def _encode(digest: bytes) -> str:
+    return HASH_ALGORITHM + "=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
