@@ -9,7 +9,8 @@ import pytest
 from tests.site_builder import install_dist, make_site
 from venvprune import categories
 from venvprune.categories.tests import import_snippets, imported_names
-from venvprune.plan import ActionKind, Plan, build_plan
+from venvprune.errors import UsageError
+from venvprune.plan import Action, ActionKind, Plan, build_plan
 from venvprune.scan import scan
 from venvprune.target import resolve_target
 
@@ -18,6 +19,10 @@ def plan_for(site_packages: Path, *, only: tuple[str, ...] = (), keep: tuple[str
     target = resolve_target(site_packages)
     selected = categories.select(only=only or ("bytecode", "tests", "record"))
     return build_plan(scan(target, inspect_elf=False), selected, keep)
+
+
+def actions_of(plan: Plan, category: str) -> list[Action]:
+    return [a for a in plan.actions if a.category == category]
 
 
 def removed(plan: Plan) -> set[str]:
@@ -48,7 +53,7 @@ def test_pycache_goes_whole_and_sourceless_pyc_stays(site: Path) -> None:
     plan = plan_for(site, only=("bytecode",))
     assert removed(plan) == {"pkg/__pycache__", "pkg/legacy.pyc"}
     assert kept_reasons(plan) == {"pkg/compiled_only.pyc": "sourceless module: this .pyc is the code"}
-    assert plan.bytes_saved == 110
+    assert sum(a.bytes_saved for a in actions_of(plan, "bytecode")) == 110
     assert plan.files_removed == 2
 
 
@@ -78,7 +83,7 @@ def test_tests_dirs_go_but_testing_and_test_modules_stay(site: Path) -> None:
     install_dist(site, "toplevel-tests", {"tests/__init__.py": ""})  # a distribution's top-level package
     plan = plan_for(site, only=("tests",))
     assert removed(plan) == {"pkg/tests", "pkg/sub/test"}
-    assert all(a.reason == categories.tests.REASON for a in plan.actions)
+    assert all(a.reason == categories.tests.REASON for a in actions_of(plan, "tests"))
     assert {a.distribution for a in plan.actions} == {"pkg"}
 
 
@@ -175,10 +180,18 @@ def test_bytecode_inside_a_removed_tests_dir_is_counted_once(site: Path) -> None
     )
     plan = plan_for(site, only=("bytecode", "tests"))
     assert removed(plan) == {"pkg/tests"}
-    assert plan.bytes_saved == 50
+    assert sum(a.bytes_saved for a in plan.actions if a.category != "record") == 50
 
 
 def test_selection_names_unknown_categories() -> None:
     with pytest.raises(Exception, match="unknown category 'bogus'; choose from"):
         categories.select(only=["bogus"])
     assert [c.name for c in categories.select(exclude=["tests"])] == ["bytecode", "debug-symbols", "record"]
+
+
+def test_record_runs_with_any_selection_and_cannot_be_left_out() -> None:
+    assert [c.name for c in categories.select(only=["tests"])] == ["tests", "record"]
+    with pytest.raises(UsageError, match="record cannot be excluded"):
+        categories.select(exclude=["record"])
+    with pytest.raises(UsageError, match="no category is left to run"):
+        categories.select(only=["record"])

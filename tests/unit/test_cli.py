@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.site_builder import install_dist, make_site, tree_digest
+from venvprune import records
 from venvprune.cli import cli
 
 
@@ -105,3 +106,11 @@ def test_an_unwritable_report_path_is_refused_before_anything_changes(site: Path
         "/nonexistent/dir is not a writable folder"
     )
     assert tree_digest(site) == before
+
+
+@pytest.mark.parametrize("selection", [["--only", "tests"], ["--only", "bytecode"], ["--exclude", "bytecode"]])
+def test_record_follows_every_removal_whatever_the_selection(site: Path, selection: list[str]) -> None:
+    code, _, err = run("--no-verify", *selection, str(site))
+    assert code == 0, err
+    listed = [row.normalised_path for row in records.read(next(site.glob("pkg-*.dist-info")) / "RECORD")]
+    assert listed and all((site / path).exists() for path in listed), "RECORD lists files that are gone"

@@ -463,8 +463,10 @@ def test_debug_symbols_category_end_to_end(tmp_path: Path) -> None:
 
     code, out, err = _run_cli("--dry-run", "--only", "debug-symbols", "--json", "-", str(site))
     assert code == 0, err
-    planned = {a["path"]: a["bytes"] for a in json.loads(out)["actions"]}
+    actions = json.loads(out)["actions"]
+    planned = {a["path"]: a["bytes"] for a in actions if a["category"] == "debug-symbols"}
     assert planned == {path.relative_to(site).as_posix(): saved for path, saved in expected.items()}
+    assert [a["path"] for a in actions if a["category"] == "record"] == ["vpext-1.0.dist-info/RECORD"]  # new hashes
 
     code, out, err = _run_cli("--no-verify", "--no-manifest", "--only", "debug-symbols", "--json", "-", str(site))
     assert code == 0, err
