@@ -6,12 +6,12 @@ The same keys as the long options, spelled with dashes (``keep = ["numpy/tests/*
 from __future__ import annotations
 
 import difflib
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from venvprune import _tomllib
 from venvprune.errors import ConfigError
 
 
@@ -120,49 +120,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read it ({exc}); check the file") from exc
-    if sys.version_info >= (3, 11):
-        import tomllib
-
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from exc
-    return _read_simple_toml(text, path)
-
-
-def _read_simple_toml(text: str, path: Path) -> dict[str, Any]:
-    """The TOML subset venvprune settings use, for Python < 3.11 (no tomllib, and no extra dependency).
-
-    Tables, and ``key = value`` with strings, booleans, numbers and one-line lists of strings; other tables'
-    contents are skipped, not judged.
-    """
-    import ast
-
-    root: dict[str, Any] = {}
-    table = root
-    ours = True  # the top level of a --config file, or [tool.venvprune]: what we read must be understood
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("["):
-            table = root
-            header = [part.strip().strip('"') for part in line.strip("[]").strip().split(".")]
-            for part in header:
-                table = table.setdefault(part, {})
-            ours = header == ["tool", "venvprune"]
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        value = value.strip()
-        literal = {"true": "True", "false": "False"}.get(value, value)
-        try:
-            table[key.strip().strip('"')] = ast.literal_eval(literal)
-        except (ValueError, SyntaxError):
-            if ours:
-                raise ConfigError(
-                    f"{path}:{number}: not valid TOML for venvprune settings ({line!r}); "
-                    "use strings, booleans, numbers or one-line lists"
-                ) from None
-    return root
+    try:
+        return _tomllib.loads(text)
+    except _tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from exc

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from venvprune.config import Config, _read_simple_toml, load
+from venvprune.config import Config, load
 from venvprune.errors import ConfigError
 
 
@@ -50,10 +50,16 @@ def test_config_file_may_hold_a_tool_table(tmp_path: Path) -> None:
     assert config.only == ("bytecode",)
 
 
-def test_fallback_reader_for_python_before_3_11(tmp_path: Path) -> None:
-    text = '[project]\nname = "x"\n[tool.venvprune]\nkeep = ["a/*", "b"]  \nverify = false\ntimeout = 30\n'
-    assert _read_simple_toml(text, tmp_path / "p.toml")["tool"]["venvprune"] == {
-        "keep": ["a/*", "b"],
-        "verify": False,
-        "timeout": 30,
-    }
+def test_toml_reads_the_same_on_every_python(tmp_path: Path) -> None:
+    """Multi-line arrays, comments after a table header and dotted keys, as tomllib reads them on 3.11."""
+    write(
+        tmp_path / "pyproject.toml",
+        '[project]\nname = "app"\n'
+        "[tool.venvprune]  # pruning settings\n"
+        'exclude = [\n    "tests",  # our tests import them\n]\n'
+        "timeout = 30\n",
+    )
+    config = load(tmp_path, None, {})
+    assert (config.exclude, config.timeout) == (("tests",), 30.0)
+    dotted = write(tmp_path / "dotted.toml", '[tool]\nvenvprune.keep = ["a/*"]\n')
+    assert load(tmp_path, dotted, {}).keep == ("a/*",)
