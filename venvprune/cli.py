@@ -1,15 +1,14 @@
-"""The command line: parse options, build a Config, call the pipeline, render, map errors to exit codes.
+"""The command line: parse options into a Config, call the pipeline, render, map errors to exit codes.
 
-This is the only module that prints.
+This is the only module that prints. The options are the table in :mod:`venvprune.config`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,10 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from venvprune import __version__, apply, categories, config, pipeline, signals, verify
-from venvprune.errors import ExitCode, Interrupted, UsageError, VenvpruneError
+from venvprune import __version__, apply, config, pipeline, signals, verify
+from venvprune.errors import ExitCode, Interrupted, TargetError, VenvpruneError
 from venvprune.report import build_report, render_json, render_markdown, render_summary_line, render_text
+from venvprune.report.output import STDOUT, check_destinations, write_report
 from venvprune.target import resolve_target
 
 _STATUS_EXIT = {
@@ -29,7 +29,16 @@ _STATUS_EXIT = {
 }
 
 
-class _PruneByDefault(click.Group):
+class _UsageLine(click.ClickException):
+    """A usage error as the README promises it: one line naming the option and what to do, exit 2."""
+
+    exit_code = ExitCode.USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"venvprune: error: {self.format_message()}", err=True)
+
+
+class _Venvprune(click.Group):
     """``venvprune VENV`` prunes; ``venvprune check VENV`` only checks."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -37,126 +46,172 @@ class _PruneByDefault(click.Group):
             args = ["prune", *args]
         return super().parse_args(ctx, args)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # click's four lines (Usage, Try, blank, Error) become one
+            command = "venvprune check" if exc.ctx is not None and exc.ctx.command.name == "check" else "venvprune"
+            raise _UsageLine(f"{_what_was_wrong(exc)}; see `{command} --help`") from None
 
-@click.group(cls=_PruneByDefault, context_settings={"help_option_names": ["-h", "--help"]})
+
+def _what_was_wrong(exc: click.UsageError) -> str:
+    if isinstance(exc, click.NoSuchOption):
+        close = sorted(exc.possibilities or ())
+        return f"{exc.option_name}: no such option" + (f" (did you mean {' or '.join(close)}?)" if close else "")
+    if type(exc) is click.BadParameter and exc.param is not None:
+        hint = exc.param.opts[-1] if isinstance(exc.param, click.Option) else exc.param.human_readable_name
+        return f"{hint}: {exc.message.rstrip('.')}"
+    return exc.format_message().rstrip(".")
+
+
+class _PruneCommand(click.Command):
+    """``venvprune --help`` shows this command's options and both forms of the command line."""
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage("venvprune", "[OPTIONS] [VENV]")
+        formatter.write_usage("venvprune check", "[OPTIONS] [VENV]", prefix="   or: ")
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_paragraph()
+        formatter.write_text(
+            "`venvprune check VENV` runs the import checks alone and changes nothing (see `venvprune check --help`)."
+            " Settings may also live in [tool.venvprune] of ./pyproject.toml or in a --config file; the keys are"
+            " the long option names."
+        )
+
+
+@click.group("venvprune", cls=_Venvprune, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Shrink a Python virtualenv safely. See `venvprune prune --help` and `venvprune check --help`."""
+    """Shrink a Python virtualenv safely."""
 
 
-def _check_options(command: Any) -> Any:
-    for option in reversed(
-        [
-            click.option("--jobs", type=click.IntRange(min=0), help="Import workers (default: one per CPU)."),
-            click.option("--check-module", "check_module", multiple=True, metavar="NAME", help="Also import NAME."),
-            click.option(
-                "--smoke", multiple=True, metavar="COMMAND", help="Also run COMMAND with the venv's bin first on PATH."
-            ),
-            click.option(
-                "--timeout", type=click.FloatRange(min=1), help="Seconds allowed per module import (default 120)."
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
+def _table_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click options of *command*, made from the table of settings (:class:`venvprune.config.Config`)."""
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        for setting, option in reversed(config.options(command)):
+            default = setting.default
+            details: dict[str, Any] = {"help": option.help}
+            if isinstance(default, bool):
+                details.update(is_flag=True, flag_value=not default, default=default)
+            elif isinstance(default, tuple):
+                details.update(multiple=True, metavar=option.metavar)
+                if option.choices:
+                    details["type"] = click.Choice(option.choices)
+            else:
+                kinds = {int: click.INT, float: click.FLOAT}
+                details.update(metavar=option.metavar, type=kinds.get(type(default), click.STRING))
+            function = click.option(*option.flags, setting.name, **details)(function)
+        return function
+
+    return decorate
 
 
-@cli.command("prune")
-@click.argument("venv", required=False, type=click.Path(path_type=Path))
-@click.option("-n", "--dry-run", "dry_run", is_flag=True, help="Print the plan as the report; change nothing.")
-@click.option("--json", "json_path", metavar="PATH|-", help="Write the report as JSON to PATH (- for stdout).")
-@click.option(
-    "--markdown", "markdown_path", metavar="PATH|-", help="Write the report as Markdown to PATH (- for stdout)."
-)
-@click.option(
-    "--only", multiple=True, type=click.Choice(categories.NAMES), help="Exactly these categories (repeatable)."
-)
-@click.option("--include", multiple=True, type=click.Choice(categories.NAMES), help="Add an opt-in category.")
-@click.option("--exclude", multiple=True, type=click.Choice(categories.NAMES), help="Leave a category out.")
-@click.option(
-    "--keep", multiple=True, metavar="GLOB", help="Never touch paths matching GLOB, relative to site-packages."
-)
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Read settings from this TOML file.")
-@click.option("--no-verify", "no_verify", is_flag=True, help="Do not check imports before and after.")
-@click.option("--no-heal", "no_heal", is_flag=True, help="Fail at the first regression instead of restoring.")
-@click.option("--no-manifest", "no_manifest", is_flag=True, help="Do not write the final-stage checker into the venv.")
-@_check_options
-@click.option("-q", "--quiet", "quiet", is_flag=True, help="Print only the last line.")
-@click.option("-v", "--verbose", "verbose", is_flag=True, help="Print more of what was kept, and tracebacks.")
+def _common(function: Callable[..., Any]) -> Callable[..., Any]:
+    function = click.option(
+        "--config", "config_file", type=click.Path(path_type=Path), metavar="FILE", help="Read settings from FILE."
+    )(function)
+    return click.argument("venv", required=False, type=click.Path(path_type=Path))(function)
+
+
+def _settings(ctx: click.Context, venv: Path | None, config_file: Path | None, values: dict[str, Any]) -> config.Config:
+    """The Config of this run: what the user typed wins over the settings files, which win over the defaults."""
+    typed = {
+        name: value for name, value in values.items() if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    }
+    return config.load(Path.cwd(), config_file, typed, target=venv or _virtual_env())
+
+
+def _virtual_env() -> Path | None:
+    venv = os.environ.get("VIRTUAL_ENV")
+    return Path(venv) if venv else None
+
+
+@cli.command("prune", cls=_PruneCommand)
+@_table_options("prune")
+@_common
 @click.version_option(__version__, prog_name="venvprune")
 @click.pass_context
-def prune_command(ctx: click.Context, /, venv: Path | None, **options: Any) -> None:
-    """Prune VENV (a venv, a Python prefix or a site-packages directory; default: $VIRTUAL_ENV)."""
-    verbose = bool(options["verbose"])
+def prune_command(ctx: click.Context, /, venv: Path | None, config_file: Path | None, **values: Any) -> None:
+    """Prune VENV (a venv, a Python prefix or a site-packages directory; default: $VIRTUAL_ENV) and verify it."""
     # The pipeline installs the signal handler; entering it here first makes it cover the report too: after a
     # commit a signal lets the run end normally (see venvprune.signals).
-    with _errors_to_exit_codes(verbose), signals.handled():
-        given = {
-            name: value
-            for name, value in options.items()
-            if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
-        }
-        settings = config.load(Path.cwd(), options["config_file"], _overrides(venv, given))
-        for destination in (settings.json, settings.markdown):
-            _check_output(destination)  # before pruning: a report that cannot be written must not fail a done prune
-        progress = _Progress(enabled=not options["quiet"])
-        outcome = pipeline.prune(settings, progress)
+    with _errors_to_exit_codes(bool(values["verbose"]), from_environment=venv is None), signals.handled():
+        settings = _settings(ctx, venv, config_file, values)
+        check_destinations(settings.json, settings.markdown)  # before pruning: a report must not fail a done prune
+        outcome = pipeline.prune(settings, _Progress(enabled=not settings.quiet))
         report = build_report(outcome)
-        if settings.json:
-            _write_output(settings.json, render_json(report))
-        if settings.markdown:
-            _write_output(settings.markdown, render_markdown(report))
-        human = render_summary_line(report) + "\n" if options["quiet"] else render_text(report, verbose=verbose)
-        to_stderr = "-" in (settings.json, settings.markdown)
-        click.echo(human, nl=False, err=to_stderr)
-        ctx.exit(_STATUS_EXIT[outcome.status])
+        failures = []
+        for destination, render in ((settings.json, render_json), (settings.markdown, render_markdown)):
+            if destination is not None:
+                failures += _emit(destination, render(report))
+        human = render_summary_line(report) + "\n" if settings.quiet else render_text(report, verbose=settings.verbose)
+        failures += _emit(STDOUT, human, err=STDOUT in (settings.json, settings.markdown))
+        code = _STATUS_EXIT[outcome.status]
+        for failure in failures:
+            click.echo(f"venvprune: error: {failure}; {_what_the_run_did(outcome)}", err=True)
+        if failures and outcome.dry_run:
+            code = ExitCode.FAILURE  # the report is all a dry run makes
+        elif failures and code is ExitCode.SUCCESS:
+            code = ExitCode.PARTIAL  # pruned, and the venv works; a report is missing
+        ctx.exit(code)
+
+
+def _what_the_run_did(outcome: pipeline.Outcome) -> str:
+    if outcome.dry_run:
+        return "nothing was changed"
+    if outcome.status is pipeline.Status.CHECK_FAILED:
+        return "verification failed and every change was restored"
+    return "the prune succeeded; only this report is missing"
+
+
+def _emit(destination: str, text: str, err: bool = False) -> list[str]:
+    """Write one output; a failure is returned as a message, so that the other outputs are still written."""
+    try:
+        if destination == STDOUT:
+            click.echo(text, nl=False, err=err)
+        else:
+            write_report(Path(destination), text)
+    except OSError as exc:
+        if destination == STDOUT:
+            _silence_stdout()
+        where = destination if destination != STDOUT else "stderr" if err else "stdout"
+        return [f"{where}: cannot write the report ({exc.strerror or exc})"]
+    return []
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null: the interpreter's last flush must not print a traceback."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a test's buffer)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
 
 
 @cli.command("check")
-@click.argument("venv", required=False, type=click.Path(path_type=Path))
-@_check_options
-@click.option("-v", "--verbose", "verbose", is_flag=True, help="Print tracebacks of internal errors.")
-def check_command(venv: Path | None, **options: Any) -> None:
+@_table_options("check")
+@_common
+@click.pass_context
+def check_command(ctx: click.Context, /, venv: Path | None, config_file: Path | None, **values: Any) -> None:
     """Import-check VENV without changing it; exit 1 naming each failure."""
-    with _errors_to_exit_codes(bool(options["verbose"])), signals.handled():
-        target = resolve_target(venv)
+    with _errors_to_exit_codes(bool(values["verbose"]), from_environment=venv is None), signals.handled():
+        settings = _settings(ctx, venv, config_file, values)
+        target = resolve_target(settings.target)
         with apply.target_lock(target, shared=True):
             pending = apply.pending(target)
             if pending is not None:
                 raise VenvpruneError(
                     f"{pending}: an interrupted prune is pending; run `venvprune {pending.parent}` first"
                 )
-            defaults = config.Config()
-            result = verify.run_check(
-                target,
-                verify.VerifyOptions(
-                    jobs=options["jobs"] if options["jobs"] is not None else defaults.jobs,
-                    check_modules=tuple(options["check_module"]),
-                    smoke=tuple(options["smoke"]),
-                    timeout=options["timeout"] or defaults.timeout,
-                ),
-            )
+            result = verify.run_check(target, pipeline.verify_options(settings))
         for failure in result.failures:
             click.echo(f"FAILED {failure}")
         passed = result.checks_total - len(result.failures)
         click.echo(f"venvprune check: {passed}/{result.checks_total} checks pass in {target.root}")
         sys.exit(ExitCode.SUCCESS if result.ok else ExitCode.CHECK_FAILED)
-
-
-def _overrides(venv: Path | None, given: dict[str, Any]) -> dict[str, Any]:
-    """Command-line options as Config fields; only those the user typed, so the config files fill the rest."""
-    renames = {"json_path": "json", "markdown_path": "markdown"}
-    negations = {"no_verify": "verify", "no_heal": "heal", "no_manifest": "manifest"}
-    overrides: dict[str, Any] = {"target": venv}
-    for name, value in given.items():
-        if name in negations:
-            overrides[negations[name]] = not value
-        elif isinstance(value, tuple):
-            overrides[name] = value
-        else:
-            overrides[renames.get(name, name)] = value
-    if "verbose" in given:
-        overrides["verbosity"] = 1
-    return overrides
 
 
 class _Progress:
@@ -177,36 +232,16 @@ class _Progress:
         click.echo(("\r\x1b[K" if self.live else "") + line, err=True)
 
 
-def _check_output(destination: str | None) -> None:
-    if destination is None or destination == "-":
-        return
-    folder = Path(destination).parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise UsageError(f"{destination}: cannot write the report there; {folder} is not a writable folder")
-
-
-def _write_output(destination: str, text: str) -> None:
-    if destination == "-":
-        click.echo(text, nl=False)
-        return
-    path = Path(destination)
-    try:
-        # Atomic: a reader never sees half a report.
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temp, path)
-    except OSError as exc:
-        raise VenvpruneError(f"{path}: cannot write the report ({exc.strerror}); choose a writable path") from exc
-
-
 @contextmanager
-def _errors_to_exit_codes(verbose: bool) -> Iterator[None]:
+def _errors_to_exit_codes(verbose: bool, from_environment: bool = False) -> Iterator[None]:
     """The one place errors become messages and exit codes (see the README's table)."""
     try:
         yield
     except VenvpruneError as exc:
-        click.echo(f"venvprune: error: {exc.message}", err=True)
+        message = exc.message
+        if isinstance(exc, TargetError) and from_environment and _virtual_env() is not None:
+            message += " (the target came from $VIRTUAL_ENV)"
+        click.echo(f"venvprune: error: {message}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:  # Interrupted (SIGINT, SIGTERM), or Ctrl-C before the handler was set
         message = exc.message if isinstance(exc, Interrupted) else "stopped by SIGINT; every change was restored"
@@ -225,5 +260,5 @@ def _errors_to_exit_codes(verbose: bool) -> Iterator[None]:
         sys.exit(ExitCode.FAILURE)
 
 
-def main() -> None:
-    cli(prog_name="venvprune")
+def main(argv: Sequence[str] | None = None) -> None:
+    cli(args=argv, prog_name="venvprune")

@@ -1,118 +1,298 @@
 """Settings: defaults < ``[tool.venvprune]`` in ./pyproject.toml < ``--config FILE`` < the command line.
 
-The same keys as the long options, spelled with dashes (``keep = ["numpy/tests/*"]``, ``no-heal = true``).
+:class:`Config` is the one table of options. Each field a user may set carries its :class:`Option`: how the command
+line spells it and its help. The command line (``cli.py``) is built from it, and a settings file's keys are the
+long option names without dashes (``check-module = ["app"]``, ``no-heal = true``; ``heal = false`` reads too).
+Adding an option is adding a field here.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from venvprune import _tomllib
-from venvprune.errors import ConfigError
+from venvprune import _tomllib, categories
+from venvprune.errors import ConfigError, UsageError
+
+PRUNE = ("prune",)
+BOTH = ("prune", "check")
+SELECTION = ("only", "include", "exclude")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a setting is given: its command-line flags, help, the commands that take it, and its valid values."""
+
+    flags: tuple[str, ...]
+    help: str
+    metavar: str | None = None
+    commands: tuple[str, ...] = PRUNE
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def long_flag(self) -> str:
+        return next(flag for flag in self.flags if flag.startswith("--"))
+
+    @property
+    def negated(self) -> bool:
+        """A setting that is on by default and that the command line turns off (``--no-verify``)."""
+        return self.long_flag.startswith("--no-")
+
+
+def _option(default: T, *flags: str, help: str, **details: Any) -> T:
+    return field(default=default, metadata={"option": Option(flags, help, **details)})
 
 
 @dataclass(frozen=True)
 class Config:
-    target: Path | None = None
-    dry_run: bool = False
-    only: tuple[str, ...] = ()
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    keep: tuple[str, ...] = ()
-    verify: bool = True
-    heal: bool = True
-    manifest: bool = True
-    jobs: int = 0  # 0: one import worker per CPU
-    check_module: tuple[str, ...] = ()
-    smoke: tuple[str, ...] = ()
-    timeout: float = 120.0  # seconds per module import
-    json: str | None = None  # path, or "-" for stdout
-    markdown: str | None = None
-    verbosity: int = 0  # -1 quiet, 0 normal, 1 verbose
+    target: Path | None = None  # the VENV argument, or $VIRTUAL_ENV; not a setting
+    dry_run: bool = _option(False, "-n", "--dry-run", help="Print the plan as the report; change nothing.")
+    json: str | None = _option(
+        None, "--json", metavar="PATH|-", help="Write the report as JSON to PATH (- for stdout)."
+    )
+    markdown: str | None = _option(
+        None, "--markdown", metavar="PATH|-", help="Write the report as Markdown to PATH (- for stdout)."
+    )
+    only: tuple[str, ...] = _option(
+        (), "--only", metavar="CATEGORY", choices=categories.NAMES, help="Run exactly these categories (repeatable)."
+    )
+    include: tuple[str, ...] = _option(
+        (), "--include", metavar="CATEGORY", choices=categories.NAMES, help="Add a category to the defaults."
+    )
+    exclude: tuple[str, ...] = _option(
+        (), "--exclude", metavar="CATEGORY", choices=categories.NAMES, help="Leave a category out (repeatable)."
+    )
+    keep: tuple[str, ...] = _option(
+        (),
+        "--keep",
+        metavar="GLOB",
+        help="Never touch paths matching GLOB (relative to site-packages, or absolute) and anything under them.",
+    )
+    verify: bool = _option(True, "--no-verify", help="Do not check imports before and after.")
+    heal: bool = _option(True, "--no-heal", help="Fail at the first regression instead of restoring.")
+    manifest: bool = _option(True, "--no-manifest", help="Do not write the final-stage checker into the venv.")
+    jobs: int = _option(
+        0, "--jobs", metavar="N", minimum=0, commands=BOTH, help="Import workers (default 0: one per CPU)."
+    )
+    check_module: tuple[str, ...] = _option(
+        (), "--check-module", metavar="NAME", commands=BOTH, help="Also import NAME (repeatable)."
+    )
+    smoke: tuple[str, ...] = _option(
+        (), "--smoke", metavar="COMMAND", commands=BOTH, help="Also run COMMAND with the venv's bin first on PATH."
+    )
+    timeout: float = _option(
+        120.0,
+        "--timeout",
+        metavar="SECONDS",
+        minimum=1,
+        maximum=24 * 3600,
+        commands=BOTH,
+        help="Seconds allowed per module import (default 120).",
+    )
+    quiet: bool = _option(False, "-q", "--quiet", help="Print only the last line (and warnings).")
+    verbose: bool = _option(
+        False,
+        "-v",
+        "--verbose",
+        commands=BOTH,
+        help="More detail: every path under its category; tracebacks of internal errors.",
+    )
 
 
-# File keys -> Config fields; booleans that the CLI spells negatively are accepted both ways.
-_FILE_KEYS: dict[str, str] = {
-    "dry-run": "dry_run",
-    "only": "only",
-    "include": "include",
-    "exclude": "exclude",
-    "keep": "keep",
-    "verify": "verify",
-    "heal": "heal",
-    "manifest": "manifest",
-    "jobs": "jobs",
-    "check-module": "check_module",
-    "smoke": "smoke",
-    "timeout": "timeout",
-    "json": "json",
-    "markdown": "markdown",
-}
-_NEGATED = {"no-verify": "verify", "no-heal": "heal", "no-manifest": "manifest"}
+def options(command: str) -> list[tuple[Field[Any], Option]]:
+    """The settings *command* takes, in the table's order."""
+    return [(f, f.metadata["option"]) for f in fields(Config) if "option" in f.metadata and command in _commands(f)]
 
 
-def load(cwd: Path, config_file: Path | None, overrides: Mapping[str, Any]) -> Config:
-    """Merge the layers; *overrides* are the options the user gave on the command line (field name -> value)."""
-    config = Config()
+def _commands(setting: Field[Any]) -> tuple[str, ...]:
+    option: Option = setting.metadata["option"]
+    return option.commands
+
+
+def _file_keys() -> dict[str, tuple[Field[Any], bool]]:
+    """Settings-file key -> (field, whether the key says the opposite of the field: ``no-heal``)."""
+    keys: dict[str, tuple[Field[Any], bool]] = {}
+    for setting, option in options("prune"):
+        keys[option.long_flag[2:]] = (setting, option.negated)
+        if option.negated:
+            keys[setting.name.replace("_", "-")] = (setting, False)
+    return keys
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where values came from, to say so in an error: a settings file, or the command line."""
+
+    path: Path | None  # None: the command line
+
+    def key(self, setting: Field[Any]) -> str:
+        option: Option = setting.metadata["option"]
+        return option.long_flag if self.path is None else setting.name.replace("_", "-")
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(message if self.path is None else f"{self.path}: {message}")
+
+
+COMMAND_LINE = _Source(None)
+
+
+def load(cwd: Path, config_file: Path | None, command_line: Mapping[str, Any], target: Path | None = None) -> Config:
+    """Merge the layers. *command_line* maps field names to the values the user typed (only those)."""
+    layers: list[tuple[_Source, dict[str, Any]]] = []
     pyproject = cwd / "pyproject.toml"
     if pyproject.is_file():
-        config = _merge(config, _tool_table(pyproject), pyproject)
+        table = _tool_table(_read_toml(pyproject), pyproject)
+        if table is not None:
+            layers.append((_Source(pyproject), _from_file(table, _Source(pyproject))))
     if config_file is not None:
         if not config_file.is_file():
             raise ConfigError(f"{config_file}: config file not found; pass an existing TOML file to --config")
         data = _read_toml(config_file)
-        table = data.get("tool", {}).get("venvprune", data) if isinstance(data.get("tool"), dict) else data
-        config = _merge(config, table, config_file)
-    known = {f.name for f in fields(Config)}
-    return replace(config, **{k: v for k, v in overrides.items() if k in known})
+        table = _tool_table(data, config_file) if "tool" in data else data
+        if table is None:
+            raise ConfigError(
+                f"{config_file}: no [tool.venvprune] table; add one, or name a file that holds only venvprune settings"
+            )
+        layers.append((_Source(config_file), _from_file(table, _Source(config_file))))
+    by_name = {f.name: f for f, _ in options("prune") + options("check")}
+    given: dict[str, Any] = {}
+    for name, value in command_line.items():
+        if name not in by_name:
+            raise UsageError(f"{name}: not a setting; this is a bug")
+        given[name] = _validated(by_name[name], value, COMMAND_LINE)
+    layers.append((COMMAND_LINE, given))
+
+    selection = _Selection()
+    values: dict[str, Any] = {}
+    for source, layer in layers:
+        selection.add(layer, source)
+        values.update((name, value) for name, value in layer.items() if name not in SELECTION)
+    values.update(selection.fields())
+    config = replace(Config(target=target), **values)
+    selection.check()
+    return config
 
 
-def _tool_table(pyproject: Path) -> Mapping[str, Any]:
-    data = _read_toml(pyproject)
-    tool = data.get("tool", {})
-    table = tool.get("venvprune", {}) if isinstance(tool, dict) else {}
-    if not isinstance(table, dict):
-        raise ConfigError(f"{pyproject}: [tool.venvprune] must be a table")
-    return table
-
-
-def _merge(config: Config, table: Mapping[str, Any], source: Path) -> Config:
-    changes: dict[str, Any] = {}
-    valid = sorted([*_FILE_KEYS, *_NEGATED])
+def _from_file(table: Mapping[str, Any], source: _Source) -> dict[str, Any]:
+    keys = _file_keys()
+    values: dict[str, Any] = {}
     for key, value in table.items():
-        if key in _NEGATED:
-            changes[_NEGATED[key]] = not _expect(bool, key, value, source)
-            continue
-        name = _FILE_KEYS.get(key)
-        if name is None:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
-            raise ConfigError(f"{source}: unknown key {key!r} in venvprune settings; {hint}")
-        default = getattr(Config(), name)
-        if isinstance(default, tuple):
-            items = [value] if isinstance(value, str) else value
-            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-                raise ConfigError(f"{source}: {key} must be a string or a list of strings")
-            changes[name] = tuple(items)
-        elif isinstance(default, bool):
-            changes[name] = _expect(bool, key, value, source)
-        elif isinstance(default, (int, float)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{source}: {key} must be a number")
-            changes[name] = type(default)(value)
+        if key not in keys:
+            close = difflib.get_close_matches(key, list(keys), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(sorted(keys))}"
+            raise source.error(f"unknown key {key!r} in venvprune settings; {hint}")
+        setting, opposite = keys[key]
+        if opposite:
+            values[setting.name] = not _validated(setting, value, source, key=key)
         else:
-            changes[name] = _expect(str, key, value, source)
-    return replace(config, **changes)
+            values[setting.name] = _validated(setting, value, source, key=key)
+    return values
 
 
-def _expect(kind: type, key: str, value: Any, source: Path) -> Any:
-    if not isinstance(value, kind):
-        raise ConfigError(f"{source}: {key} must be a {kind.__name__}, not {value!r}")
+def _validated(setting: Field[Any], value: Any, source: _Source, key: str | None = None) -> Any:
+    """*value* as the field's type, or a one-line error naming where it came from and what is wanted."""
+    option: Option = setting.metadata["option"]
+    key = key or source.key(setting)
+    default = setting.default
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise source.error(f"{key} must be true or false, not {value!r}")
+        return value
+    if isinstance(default, tuple):
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+            raise source.error(f"{key} must be a string or a list of strings, not {value!r}")
+        for item in items:
+            if option.choices and item not in option.choices:
+                raise source.error(f"{key} {item!r}: unknown category; choose from {', '.join(option.choices)}")
+        return tuple(items)
+    if isinstance(default, (int, float)):
+        kind = type(default)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and kind is int and not isinstance(value, int):
+            number = False
+        low = option.minimum if option.minimum is not None else -math.inf
+        high = option.maximum if option.maximum is not None else math.inf
+        if not number or not math.isfinite(value) or not low <= value <= high:
+            wanted = "a whole number" if kind is int else "a number"
+            span = f" from {low:g} to {high:g}" if math.isfinite(high) else f" of at least {low:g}"
+            raise source.error(f"{key} must be {wanted}{span}, not {value!r}")
+        return kind(value)
+    if not isinstance(value, str):
+        raise source.error(f"{key} must be a string, not {value!r}")
     return value
+
+
+class _Selection:
+    """The categories, layer over layer: ``only`` starts over, ``include`` adds, ``exclude`` takes away.
+
+    So the command line has the last word on each category, whatever a settings file said about it.
+    """
+
+    def __init__(self) -> None:
+        self.only: tuple[str, ...] = ()
+        self.include: list[str] = []
+        self.exclude: list[str] = []
+        self.said: list[str] = []  # how each layer chose, for an error
+
+    def add(self, layer: Mapping[str, Any], source: _Source) -> None:
+        by_name = {f.name: f for f in fields(Config)}
+        only, include, exclude = (layer.get(name) for name in SELECTION)
+        spelled = {name: source.key(by_name[name]) for name in SELECTION}
+        if only is not None and (include or exclude):
+            other = "include" if include else "exclude"
+            raise source.error(
+                f"{spelled['only']} and {spelled[other]} cannot be combined: {spelled['only']} names every category "
+                f"to run; list exactly those"
+            )
+        clash = sorted(set(include or ()) & set(exclude or ()))
+        if clash:
+            name = clash[0]
+            raise source.error(f"{spelled['include']} {name} and {spelled['exclude']} {name} contradict each other")
+        for name in exclude or ():
+            if name in categories.FOLLOWERS:
+                raise source.error(
+                    f"{spelled['exclude']} {name}: {name} cannot be excluded; it keeps RECORD true for whatever the "
+                    "other categories remove"
+                )
+        where = "" if source.path is None else f" in {source.path}"
+        for name in SELECTION:
+            for value in layer.get(name) or ():
+                self.said.append(f"{spelled[name]} {value}{where}")
+        if only is not None:
+            self.only, self.include, self.exclude = tuple(only), [], []
+        for name in include or ():
+            self.include.append(name)
+            self.exclude = [n for n in self.exclude if n != name]
+        for name in exclude or ():
+            self.exclude.append(name)
+            self.include = [n for n in self.include if n != name]
+
+    def fields(self) -> dict[str, Any]:
+        return {"only": self.only, "include": tuple(self.include), "exclude": tuple(self.exclude)}
+
+    def check(self) -> None:
+        try:
+            categories.select(self.only, self.include, self.exclude)
+        except UsageError as exc:
+            raise ConfigError(f"{', '.join(self.said)}: {exc.message}") from None
+
+
+def _tool_table(data: Mapping[str, Any], path: Path) -> Mapping[str, Any] | None:
+    """``[tool.venvprune]`` of a TOML document, or None when it has none."""
+    tool = data.get("tool", {})
+    table = tool.get("venvprune") if isinstance(tool, dict) else None
+    if table is not None and not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.venvprune] must be a table")
+    return table
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

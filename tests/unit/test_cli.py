@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +118,165 @@ def test_record_follows_every_removal_whatever_the_selection(site: Path, selecti
     assert code == 0, err
     listed = [row.normalised_path for row in records.read(next(site.glob("pkg-*.dist-info")) / "RECORD")]
     assert listed and all((site / path).exists() for path in listed), "RECORD lists files that are gone"
+
+
+def test_a_report_path_that_is_a_folder_is_refused_before_anything_changes(site: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    before = tree_digest(site)
+    code, _, err = run("--no-verify", "--json", str(folder), str(site))
+    assert code == 2
+    assert err.startswith(f"venvprune: error: {folder}: ") and len(err.splitlines()) == 1
+    assert tree_digest(site) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prefix", "reports"]  # no temp file beside it
+    assert list(folder.iterdir()) == []
+
+
+def full_device(folder: Path) -> Path:
+    """A device whose every write fails with ENOSPC (/dev/full's twin, so that a regression replaces only the twin)."""
+    path = folder / "full"
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    except PermissionError:  # no CAP_MKNOD: the fixed code writes into /dev/full and never replaces it
+        return Path("/dev/full")
+    return path
+
+
+def test_a_report_that_fails_after_the_commit_says_the_prune_succeeded(site: Path, tmp_path: Path) -> None:
+    device = full_device(tmp_path)
+    code, _, err = run("--no-verify", "--markdown", str(device), str(site))
+    assert code == 3, err
+    assert not (site / "pkg/tests").exists()
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"venvprune: error: {device}: cannot write the report (No space left on device)")
+    assert "the prune succeeded" in last
+    assert device.is_char_device()  # written into, never replaced by a file
+
+
+def test_a_report_that_fails_in_a_dry_run_is_a_failure(site: Path, tmp_path: Path) -> None:
+    code, _, err = run("--dry-run", "--json", str(full_device(tmp_path)), str(site))
+    assert code == 4
+    assert err.strip().splitlines()[-1].endswith("nothing was changed")
+
+
+def test_a_closed_stdout_after_the_commit_says_the_prune_succeeded(site: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `venvprune --json - | true`: the reader is gone before the report is written
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "venvprune", "--no-verify", "--json", "-", str(site)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 3, done.stderr
+    assert not (site / "pkg/tests").exists()
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("venvprune: error: stdout: cannot write the report") and "the prune succeeded" in last
+
+
+def test_both_reports_on_stdout_is_a_usage_error(site: Path) -> None:
+    code, out, err = run("--dry-run", "--json", "-", "--markdown", "-", str(site))
+    assert code == 2 and out == ""
+    assert err.startswith("venvprune: error: --json and --markdown both write to stdout") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_report_files_follow_the_umask(site: Path, tmp_path: Path, umask: int, mode: int) -> None:
+    previous = os.umask(umask)
+    try:
+        code, _, err = run(
+            "--dry-run", "--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md"), str(site)
+        )
+    finally:
+        os.umask(previous)
+    assert code == 0, err
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "r.md").stat().st_mode) == mode
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e300", "-inf", "0"])
+def test_a_timeout_that_is_not_a_number_of_seconds_is_a_usage_error(site: Path, value: str) -> None:
+    code, _, err = run("--timeout", value, str(site))
+    assert code == 2
+    assert err.startswith("venvprune: error: --timeout") and len(err.splitlines()) == 1, err
+
+
+def test_the_command_line_selection_wins_over_the_file(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.venvprune]\nexclude = ["tests"]\n')
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("--no-verify", "--only", "tests", str(site))
+    assert code == 0, err
+    assert not (site / "pkg/tests").exists()
+    assert (site / "pkg/__pycache__").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--only", "tests", "--exclude", "tests"], ("--only", "--exclude")),
+        (["--only", "tests", "--include", "bytecode"], ("--only", "--include")),
+        (["--include", "tests", "--exclude", "tests"], ("--include", "--exclude")),
+        (["--exclude", "tests", "--exclude", "bytecode", "--exclude", "debug-symbols"], ("--exclude",)),
+    ],
+)
+def test_an_empty_or_contradictory_selection_is_a_usage_error(site: Path, args: list[str], named: tuple[str]) -> None:
+    before = tree_digest(site)
+    code, _, err = run("--no-verify", *args, str(site))
+    assert code == 2
+    assert err.startswith("venvprune: error: ") and len(err.splitlines()) == 1, err
+    assert all(option in err for option in named), err
+    assert tree_digest(site) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--jobs", "x", "SITE"], "--jobs: 'x' is not a valid integer; see `venvprune --help`"),
+        (["--dry-rn", "SITE"], "--dry-rn: no such option (did you mean --dry-run?); see `venvprune --help`"),
+        (["SITE", "--json"], "Option '--json' requires an argument; see `venvprune --help`"),
+        (["--only", "nonsense", "SITE"], "--only: 'nonsense' is not one of"),
+        (["check", "--keep", "x", "SITE"], "--keep: no such option"),
+        (["SITE", "SITE"], "Got unexpected extra argument"),
+    ],
+)
+def test_option_errors_are_one_line_naming_the_option(site: Path, args: list[str], message: str) -> None:
+    code, out, err = run(*(str(site) if arg == "SITE" else arg for arg in args))
+    assert code == 2 and out == ""
+    assert err.startswith(f"venvprune: error: {message}") and len(err.splitlines()) == 1, err
+
+
+def test_help_shows_both_forms_of_the_command_line() -> None:
+    code, out, _ = run("--help")
+    assert code == 0
+    assert out.startswith("Usage: venvprune [OPTIONS] [VENV]\n   or: venvprune check [OPTIONS] [VENV]\n")
+    assert "venvprune prune" not in out and "--dry-run" in out
+    code, out, _ = run("check", "--help")
+    assert code == 0 and out.startswith("Usage: venvprune check [OPTIONS] [VENV]") and "--dry-run" not in out
+
+
+def test_a_bad_virtual_env_is_named_as_the_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIRTUAL_ENV", "/nope")
+    for args in ([], ["check"]):
+        code, _, err = run(*args)
+        assert code == 2
+        assert err.startswith("venvprune: error: /nope: no such file or directory") and "$VIRTUAL_ENV" in err
+
+
+def test_check_reads_the_same_settings_as_the_prune(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.venvprune]\ntimeout = 0.5\n")
+    monkeypatch.chdir(tmp_path)
+    for args in ([], ["check"]):
+        code, _, err = run(*args, str(site))
+        assert code == 2
+        assert (
+            err
+            == f"venvprune: error: {tmp_path / 'pyproject.toml'}: timeout must be a number from 1 to 86400, not 0.5\n"
+        )

@@ -20,7 +20,7 @@ FOLLOWERS = tuple(c.name for c in ALL if getattr(c, "derived", False))
 
 
 def select(only: Iterable[str] = (), include: Iterable[str] = (), exclude: Iterable[str] = ()) -> tuple[Category, ...]:
-    """The categories to run: exactly ``only``, or else the defaults plus ``include``; minus ``exclude``.
+    """The categories to run: ``only`` (or else the defaults), plus ``include``, minus ``exclude``.
 
     The categories that follow the others' removals (``record``) always run when anything else does.
     """
@@ -33,7 +33,7 @@ def select(only: Iterable[str] = (), include: Iterable[str] = (), exclude: Itera
             raise UsageError(
                 f"{name} cannot be excluded: it keeps RECORD true for whatever the other categories remove"
             )
-    chosen = set(only) if only else {c.name for c in ALL if c.default} | set(include)
+    chosen = (set(only) if only else {c.name for c in ALL if c.default}) | set(include)
     chosen -= set(exclude)
     chosen -= set(FOLLOWERS)
     if not chosen:
