@@ -141,6 +141,8 @@ def prune_command(ctx: click.Context, /, venv: Path | None, config_file: Path | 
         check_destinations(settings.json, settings.markdown)  # before pruning: a report must not fail a done prune
         outcome = pipeline.prune(settings, _Progress(enabled=not settings.quiet))
         report = build_report(outcome)
+        for warning in report.warnings:
+            click.echo(f"venvprune: warning: {warning}", err=True)
         failures = []
         for destination, render in ((settings.json, render_json), (settings.markdown, render_markdown)):
             if destination is not None:

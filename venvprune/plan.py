@@ -8,6 +8,8 @@ from __future__ import annotations
 import bisect
 import enum
 import fnmatch
+import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +83,7 @@ class Plan:
     categories: tuple[str, ...]
     actions: tuple[Action, ...]
     kept: tuple[Kept, ...]
+    unmatched_keep: tuple[str, ...] = ()  # --keep globs that match no path: a typo, or a path spelled another way
 
     @property
     def bytes_saved(self) -> int:
@@ -123,7 +126,8 @@ def build_plan(
         actions.extend(result.actions)
         kept.extend(result.kept)
 
-    actions, kept_by_glob = _apply_keep(inventory, actions, keep_globs, index)
+    keep = _KeepGlobs(inventory, keep_globs)
+    actions, kept_by_glob = _apply_keep(inventory, actions, keep, index)
     kept.extend(kept_by_glob)
     actions = _drop_covered(actions)
     for action in actions:
@@ -134,26 +138,65 @@ def build_plan(
         actions.extend(result.actions)
         kept.extend(result.kept)
     actions.sort(key=lambda a: (a.phase, str(a.path)))
-    return Plan(inventory, tuple(c.name for c in categories), tuple(actions), tuple(kept))
+    return Plan(inventory, tuple(c.name for c in categories), tuple(actions), tuple(kept), keep.unmatched())
 
 
 def _is_derived(category: Category) -> bool:
     return getattr(category, "derived", False) is True
 
 
+class _KeepGlobs:
+    """``--keep`` globs, each matched against paths relative to site-packages.
+
+    A glob may also be written absolute, or relative to the target's root (``lib/python3.11/site-packages/x``);
+    either is turned into the same relative form.
+    """
+
+    def __init__(self, inventory: Inventory, globs: Sequence[str]) -> None:
+        self.inventory = inventory
+        self.globs = [(glob, re.compile(fnmatch.translate(_relative_glob(inventory, glob))).match) for glob in globs]
+
+    def first_match(self, rels: Iterable[str]) -> str | None:
+        rels = list(rels)
+        return next((glob for glob, match in self.globs for rel in rels if match(rel)), None)
+
+    def unmatched(self) -> tuple[str, ...]:
+        if not self.globs:
+            return ()
+        target = self.inventory.target
+        paths = [f.rel for f in self.inventory.files] + [target.relative(d) for d in self.inventory.directories]
+        return tuple(glob for glob, match in self.globs if not any(match(path) for path in paths))
+
+
+def _relative_glob(inventory: Inventory, glob: str) -> str:
+    target = inventory.target
+    for site_packages in target.site_packages:
+        if os.path.isabs(glob):
+            real = os.path.realpath(glob)  # /opt/venv may be a symlink to the resolved root
+            prefix = f"{site_packages}/"
+            if real.startswith(prefix):
+                return real[len(prefix) :]
+        else:
+            prefix = f"{os.path.relpath(site_packages, target.root)}/"
+            if glob.startswith(prefix) and not prefix.startswith(".."):
+                return glob[len(prefix) :]
+    return glob
+
+
 def _apply_keep(
-    inventory: Inventory, actions: list[Action], keep_globs: Sequence[str], index: FileIndex
+    inventory: Inventory, actions: list[Action], keep: _KeepGlobs, index: FileIndex
 ) -> tuple[list[Action], list[Kept]]:
-    """``--keep GLOB`` protects a path and everything under it; a directory holding a kept file is kept whole."""
-    if not keep_globs:
+    """``--keep GLOB`` protects what it matches and everything under it; a directory holding a kept file stays whole."""
+    if not keep.globs:
         return actions, []
     remaining: list[Action] = []
     kept: list[Kept] = []
     for action in actions:
-        rels = [inventory.target.relative(action.path)]
+        rel = inventory.target.relative(action.path)
+        rels = [rel, *ancestors(rel)]
         if action.is_directory:
             rels += [f.rel for f in index.under(action.path)]
-        matched = next((g for g in keep_globs for rel in rels if fnmatch.fnmatchcase(rel, g)), None)
+        matched = keep.first_match(rels)
         if matched is None:
             remaining.append(action)
         else:
@@ -168,7 +211,7 @@ def _drop_covered(actions: list[Action]) -> list[Action]:
 
 
 def ancestors(path: str) -> Iterator[str]:
-    """``/a/b/c`` -> ``/a/b``, ``/a``: the string form of ``Path.parents``, which is too slow per file of a venv."""
+    """``/a/b/c`` -> ``/a/b``, ``/a`` (``a/b/c`` -> ``a/b``, ``a``): ``Path.parents`` as strings, which is faster."""
     end = path.rfind("/")
     while end > 0:
         yield path[:end]

@@ -58,10 +58,17 @@ class Inventory:
     directories: tuple[Path, ...]
     distributions: tuple[Distribution, ...]
     owners: Mapping[Path, str] = field(repr=False)  # file path -> canonical distribution name
+    bytes_outside: int = 0  # the target's files outside site-packages: interpreter, standard library, headers
 
     @property
     def total_bytes(self) -> int:
+        """What is pruned and measured: the files in site-packages."""
         return sum(f.size for f in self.files)
+
+    @property
+    def target_bytes(self) -> int:
+        """The whole target, for scale (a prefix holds far more than its site-packages)."""
+        return self.total_bytes + self.bytes_outside
 
     def owner_of(self, path: Path) -> str | None:
         """The distribution that installed *path*: from RECORD, else by its top-level package directory."""
@@ -96,7 +103,33 @@ def scan(target: Target, *, inspect_elf: bool = True) -> Inventory:
             files.append(FileEntry(entry_path, rel, site_packages, st.st_size, st.st_nlink, elf=facts))
     distributions = tuple(d for sp in target.site_packages for d in _read_distributions(sp))
     owners = {dist.site_packages / rel: dist.name for dist in distributions for rel in dist.files}
-    return Inventory(target, tuple(files), tuple(directories), distributions, owners)
+    return Inventory(target, tuple(files), tuple(directories), distributions, owners, _bytes_outside(target))
+
+
+def _bytes_outside(target: Target) -> int:
+    """Bytes of the files below the target's root but outside its site-packages; symlinks are not followed."""
+    skip = {str(sp) for sp in target.site_packages} | {str(target.staging_dir)}
+    if str(target.root) in skip:
+        return 0
+    total = 0
+    stack = [str(target.root)]
+    while stack:
+        # Unreadable or vanished entries are passed over: the figure is for scale, nothing is decided on it.
+        try:
+            with os.scandir(stack.pop()) as scanned:
+                entries = [entry for entry in scanned if entry.path not in skip]
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(entry.path)
+            else:
+                total += st.st_size
+    return total
 
 
 def _walk(top: Path, directories: list[Path]) -> Iterator[tuple[Path, os.stat_result]]:

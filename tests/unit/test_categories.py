@@ -195,3 +195,36 @@ def test_record_runs_with_any_selection_and_cannot_be_left_out() -> None:
         categories.select(exclude=["record"])
     with pytest.raises(UsageError, match="no category is left to run"):
         categories.select(only=["record"])
+
+
+def test_a_kept_folder_is_kept_whole(site: Path) -> None:
+    install_dist(
+        site,
+        "numpy",
+        {
+            "numpy/__init__.py": "",
+            "numpy/__pycache__/__init__.cpython-311.pyc": b"\x00",
+            "numpy/_core/tests/__init__.py": "",
+            "numpy/_core/tests/__pycache__/__init__.cpython-311.pyc": b"\x00",
+            "numpy/linalg/tests/__init__.py": "",
+        },
+    )
+    plan = plan_for(site, only=("bytecode", "tests"), keep=("numpy/_core/tests",))
+    assert removed(plan) == {"numpy/__pycache__", "numpy/linalg/tests"}
+    assert plan.unmatched_keep == ()
+    plan = plan_for(site, only=("bytecode", "tests"), keep=("numpy",))  # a top-level package, every file in it
+    assert removed(plan) == set()
+
+
+def test_keep_takes_absolute_paths_inside_the_target_and_names_globs_that_match_nothing(site: Path) -> None:
+    install_dist(site, "pkg", {"pkg/__init__.py": "", "pkg/tests/__init__.py": "", "other/tests/__init__.py": ""})
+    globs = (
+        str(site / "pkg" / "tests"),  # absolute, inside site-packages
+        "lib/python3.11/site-packages/other/tests",  # relative to the target's root
+        "nmupy/*",  # a typo
+        "/elsewhere/pkg",  # outside the target
+    )
+    prefix = resolve_target(site.parents[2])  # a Python prefix: paths may be relative to its root
+    plan = build_plan(scan(prefix, inspect_elf=False), categories.select(only=["tests"]), globs)
+    assert removed(plan) == set()
+    assert plan.unmatched_keep == ("nmupy/*", "/elsewhere/pkg")

@@ -280,3 +280,13 @@ def test_check_reads_the_same_settings_as_the_prune(
             err
             == f"venvprune: error: {tmp_path / 'pyproject.toml'}: timeout must be a number from 1 to 86400, not 0.5\n"
         )
+
+
+def test_a_keep_glob_that_matches_nothing_is_named(site: Path) -> None:
+    code, out, err = run("-q", "--dry-run", "--keep", "pkg/tests", "--keep", "nmupy/*", str(site))
+    assert code == 0
+    assert err.splitlines() == [
+        "venvprune: warning: --keep nmupy/* matches nothing; write it relative to site-packages (numpy/tests/*) or "
+        f"as a path inside {site}"
+    ]
+    assert out.endswith("1 file removed, dry run, nothing changed\n")  # pkg/tests kept, its __pycache__ goes

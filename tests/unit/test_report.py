@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -12,11 +13,12 @@ import pytest
 from tests.site_builder import install_dist, make_site
 from venvprune import categories
 from venvprune.pipeline import Outcome, Status
-from venvprune.plan import build_plan
-from venvprune.report import build_report, render_json, render_markdown, render_text
-from venvprune.report.model import display_path, human_bytes
+from venvprune.plan import Kept, build_plan
+from venvprune.report import build_report, render_json, render_markdown, render_summary_line, render_text
+from venvprune.report.model import KeptRow, display_path, human_bytes
 from venvprune.scan import scan
 from venvprune.target import resolve_target
+from venvprune.verify import Healed, VerifyOutcome
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "venvprune" / "report" / "schema.json").read_text())
 
@@ -71,7 +73,7 @@ def test_text_report_is_plain_and_ends_with_the_summary(outcome: Outcome) -> Non
 
 def test_markdown_has_the_tables(outcome: Outcome) -> None:
     markdown = render_markdown(build_report(outcome))
-    assert "| category | files removed | files rewritten | bytes | % of venv |" in markdown
+    assert "| category | files removed | files rewritten | bytes | % of site-packages |" in markdown
     assert "| bytecode | 1 | 0 |" in markdown
 
 
@@ -83,3 +85,70 @@ def test_units_and_unprintable_paths() -> None:
         "2.5 GB",
     ]
     assert display_path("caf\udce9/\x1b[31m") == "caf\\xe9/\\x1b[31m"
+
+
+def test_a_path_kept_for_two_reasons_is_listed_once(outcome: Outcome) -> None:
+    plan = outcome.plan
+    library = plan.inventory.target.site_packages[0] / "pkg" / "lib.so"
+    twice = (
+        Kept(library, "debug-symbols", "nothing removable after the last segment"),
+        Kept(library, "debug-symbols", "symbol/debug sections between segments stay where they are", 4000),
+    )
+    report = build_report(replace(outcome, plan=replace(plan, kept=plan.kept + twice)))
+    rows = [k for k in report.kept if k.path == "pkg/lib.so"]
+    assert rows == [
+        KeptRow(
+            "pkg/lib.so",
+            "debug-symbols",
+            "nothing removable after the last segment; symbol/debug sections between segments stay where they are",
+            4000,
+        )
+    ]
+    assert render_text(report).count("pkg/lib.so") == 1
+
+
+def test_an_empty_run_shows_no_minus_zero(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    install_dist(site, "pkg", {"pkg/__init__.py": ""})
+    plan = build_plan(scan(resolve_target(site), inspect_elf=False), categories.select())
+    report = build_report(Outcome(plan, True, Status.SUCCESS))
+    text = render_text(report) + render_markdown(report)
+    assert "-0" not in text, text
+    assert render_summary_line(report).startswith("venvprune: ") and "(0%)" in render_summary_line(report)
+
+
+def test_markdown_names_each_verification_failure(outcome: Outcome) -> None:
+    site = outcome.plan.inventory.target.site_packages[0]
+    verification = VerifyOutcome(
+        ok=True,
+        checks_total=78,
+        checks_passed=77,
+        pre_existing=("entry point pandas_plotting_backends:matplotlib: ImportError: no matplotlib",),
+        healed=(Healed(site / "pkg" / "tests", "tests", "pkg/core.py needed it"),),
+    )
+    report = build_report(replace(outcome, dry_run=False, verification=verification))
+    markdown = render_markdown(report)
+    assert "### Verification: 77/78 checks pass" in markdown
+    assert "- already failing before pruning (not blamed): entry point pandas_plotting_backends:matplotlib" in markdown
+    assert "- restored: `pkg/tests` (tests): pkg/core.py needed it" in markdown
+
+
+def test_the_report_says_what_was_measured_beside_the_whole_target(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "prefix")
+    install_dist(site, "pkg", {"pkg/__init__.py": "", "pkg/tests/__init__.py": "x" * 1000})
+    (tmp_path / "prefix" / "lib" / "python3.11" / "os.py").write_text("y" * 300_000)  # the standard library
+    plan = build_plan(scan(resolve_target(tmp_path / "prefix"), inspect_elf=False), categories.select())
+    report = build_report(Outcome(plan, True, Status.SUCCESS))
+    assert report.target_bytes == report.before_bytes + 300_000
+    text = render_text(report)
+    assert "  measured: site-packages (the whole prefix: 301.4 kB)" in text.splitlines(), text
+    assert "of venv" not in text and "of venv" not in render_markdown(report)
+    assert json.loads(render_json(report))["totals"]["target_bytes"] == report.target_bytes
+
+
+def test_verbose_lists_every_path_under_its_category(outcome: Outcome) -> None:
+    report = build_report(outcome)
+    quiet, verbose = render_text(report), render_text(report, verbose=True)
+    for action in report.actions:
+        if action.category != "record":
+            assert f"    {action.path}" in verbose and f"    {action.path}" not in quiet

@@ -22,6 +22,7 @@ def report_dict(report: Report) -> dict[str, Any]:
             "before_bytes": report.before_bytes,
             "after_bytes": report.after_bytes,
             "saved_bytes": report.saved_bytes,
+            "target_bytes": report.target_bytes,
             "files_before": report.files_before,
             "files_removed": report.files_removed,
         },
@@ -37,10 +38,19 @@ def report_dict(report: Report) -> dict[str, Any]:
             {"path": path, "message": message, "kept_at": kept_at}
             for path, message, kept_at in report.recovery_problems
         ],
-        "verification": report.verification,
+        "verification": _verification(report),
         "timings": [{"phase": name, "seconds": seconds} for name, seconds in report.timings],
+        "warnings": list(report.warnings),
     }
 
 
 def render_json(report: Report) -> str:
     return json.dumps(report_dict(report), indent=2, sort_keys=False) + "\n"
+
+
+def _verification(report: Report) -> dict[str, Any] | None:
+    if report.verification is not None:
+        return asdict(report.verification)
+    if report.verify_skipped is not None:
+        return {"skipped": report.verify_skipped}
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from venvprune.report.grouping import kept_groups, top_distributions
 from venvprune.report.model import Report, human_bytes
-from venvprune.report.text import render_summary_line
+from venvprune.report.text import measured_text, render_summary_line, saved_text
 
 
 def render_markdown(report: Report) -> str:
@@ -12,10 +12,14 @@ def render_markdown(report: Report) -> str:
     lines = [
         f"## venvprune {mode}: `{report.target}`",
         "",
-        f"**{human_bytes(report.before_bytes)} -> {human_bytes(report.after_bytes)}** "
-        f"(-{human_bytes(report.saved_bytes)}, -{report.saved_percent:.1f}%), {report.files_removed:,} files removed",
+        f"**{human_bytes(report.before_bytes)} -> {human_bytes(report.after_bytes)}** ({saved_text(report)}), "
+        f"{report.files_removed:,} files removed; {measured_text(report)}",
+    ]
+    if report.warnings:
+        lines += ["", *(f"> **Warning:** {warning}" for warning in report.warnings)]
+    lines += [
         "",
-        "| category | files removed | files rewritten | bytes | % of venv |",
+        "| category | files removed | files rewritten | bytes | % of site-packages |",
         "|---|---:|---:|---:|---:|",
     ]
     lines += [
@@ -40,8 +44,25 @@ def render_markdown(report: Report) -> str:
             f"- `{path}`: {message}" + (f" (kept in `{kept_at}`)" if kept_at else "")
             for path, message, kept_at in report.recovery_problems
         ]
+    lines += _verification(report)
     if report.errors:
         lines += ["", "**Errors** (left as they were):", ""]
         lines += [f"- `{path}`: {message}" for path, message in report.errors]
     lines += ["", f"`{render_summary_line(report)}`", ""]
     return "\n".join(lines)
+
+
+def _verification(report: Report) -> list[str]:
+    verification = report.verification
+    if verification is None:
+        return ["", f"### Not verified ({report.verify_skipped})"] if report.verify_skipped else []
+    lines = ["", f"### Verification: {verification.checks_passed}/{verification.checks_total} checks pass", ""]
+    lines += [f"- FAILED after pruning (everything was restored): {failure}" for failure in verification.regressions]
+    lines += [f"- already failing before pruning (not blamed): {failure}" for failure in verification.pre_existing]
+    lines += [f"- restored: `{h.path}` ({h.category}): {h.reason}" for h in verification.healed]
+    before, after = verification.import_seconds_before, verification.import_seconds_after
+    if before is not None and after is not None:
+        lines.append(f"- importing every module: {before:.1f} s before, {after:.1f} s after (no bytecode)")
+    if verification.checker:
+        lines.append(f"- final-stage check: `{verification.checker}`")
+    return lines

@@ -9,6 +9,7 @@ from pathlib import Path
 from venvprune import __version__
 from venvprune.pipeline import Outcome, Status
 from venvprune.plan import Action, ActionKind
+from venvprune.target import Target
 
 SCHEMA_VERSION = 1
 
@@ -19,7 +20,7 @@ class CategoryRow:
     files: int  # files removed
     rewritten: int  # files rewritten in place (stripped ELF files, RECORDs)
     bytes: int
-    percent: float  # of the venv before
+    percent: float  # of site-packages before
 
 
 @dataclass(frozen=True)
@@ -50,14 +51,39 @@ class ActionRow:
 
 
 @dataclass(frozen=True)
+class HealedRow:
+    path: str
+    category: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class VerificationRow:
+    ok: bool
+    checks_total: int
+    checks_passed: int
+    regressions: tuple[str, ...]  # failures that could not be healed: everything was restored
+    pre_existing: tuple[str, ...]  # failing before pruning too: reported, never blamed
+    healed: tuple[HealedRow, ...]  # changes undone because a check needed them
+    import_seconds_before: float | None
+    import_seconds_after: float | None
+    manifest: str | None  # the final-stage manifest, beside its check.py
+
+    @property
+    def checker(self) -> str | None:
+        return self.manifest.rpartition("/")[0] + "/check.py" if self.manifest else None
+
+
+@dataclass(frozen=True)
 class Report:
     target: str
     kind: str
     python: str | None
     dry_run: bool
     status: str
-    before_bytes: int
+    before_bytes: int  # site-packages, what is pruned; the figures below are all of site-packages
     after_bytes: int
+    target_bytes: int  # the whole target before, for scale
     files_before: int
     files_removed: int
     categories: tuple[CategoryRow, ...]
@@ -67,8 +93,10 @@ class Report:
     errors: tuple[tuple[str, str], ...]
     recovery: str | None
     recovery_problems: tuple[tuple[str, str, str | None], ...]  # (path, what happened, where the original is kept)
-    verification: dict[str, object] | None
+    verification: VerificationRow | None
+    verify_skipped: str | None  # why there was no verification (a dry run has none and no reason)
     timings: tuple[tuple[str, float], ...]
+    warnings: tuple[str, ...] = ()
     version: str = __version__
 
     @property
@@ -130,22 +158,20 @@ def build_report(outcome: Outcome) -> Report:
             for h in outcome.verification.healed
         ]
 
-    verification: dict[str, object] | None = None
+    verification = None
     if outcome.verification is not None:
         v = outcome.verification
-        verification = {
-            "ok": v.ok,
-            "checks_total": v.checks_total,
-            "checks_passed": v.checks_passed,
-            "regressions": list(v.regressions),
-            "pre_existing": list(v.pre_existing),
-            "healed": [{"path": rel(h.path), "category": h.category, "reason": h.reason} for h in v.healed],
-            "import_seconds_before": v.import_seconds_before,
-            "import_seconds_after": v.import_seconds_after,
-            "manifest": str(v.manifest) if v.manifest else None,
-        }
-    elif outcome.verify_skipped is not None:
-        verification = {"skipped": outcome.verify_skipped}
+        verification = VerificationRow(
+            ok=v.ok,
+            checks_total=v.checks_total,
+            checks_passed=v.checks_passed,
+            regressions=tuple(v.regressions),
+            pre_existing=tuple(v.pre_existing),
+            healed=tuple(HealedRow(rel(h.path), h.category, h.reason) for h in v.healed),
+            import_seconds_before=v.import_seconds_before,
+            import_seconds_after=v.import_seconds_after,
+            manifest=str(v.manifest) if v.manifest else None,
+        )
 
     recovery = None
     if outcome.recovery is not None:
@@ -161,11 +187,12 @@ def build_report(outcome: Outcome) -> Report:
         status=outcome.status.value,
         before_bytes=before,
         after_bytes=before - saved,
+        target_bytes=inventory.target_bytes,
         files_before=sum(1 for f in inventory.files if not f.is_symlink),
         files_removed=sum(a.files for a in done),
         categories=categories,
         distributions=tuple(distributions),
-        kept=tuple(kept),
+        kept=_one_row_per_path(kept),
         actions=tuple(
             ActionRow(rel(a.path), a.kind.value, a.category, a.reason, a.bytes_saved, a.files, a.distribution)
             for a in done
@@ -177,7 +204,30 @@ def build_report(outcome: Outcome) -> Report:
             for left in (outcome.recovery.left_aside if outcome.recovery is not None else ())
         ),
         verification=verification,
+        verify_skipped=outcome.verify_skipped,
         timings=tuple((t.name, round(t.seconds, 3)) for t in outcome.timings),
+        warnings=tuple(_unmatched_keep_warning(glob, inventory.target) for glob in plan.unmatched_keep),
+    )
+
+
+def _one_row_per_path(rows: list[KeptRow]) -> tuple[KeptRow, ...]:
+    """A path a category kept for several reasons is one row with every reason (and the bytes of all)."""
+    merged: dict[tuple[str, str], KeptRow] = {}
+    for row in rows:
+        key = (row.path, row.category)
+        if key in merged:
+            first = merged[key]
+            row = KeptRow(row.path, row.category, f"{first.reason}; {row.reason}", first.bytes + row.bytes)
+        merged[key] = row
+    return tuple(merged.values())
+
+
+def _unmatched_keep_warning(glob: str, target: Target) -> str:
+    if glob.startswith("/") and not target.contains(Path(glob)):
+        return f"--keep {glob} is outside the target's site-packages, where nothing is pruned anyway"
+    return (
+        f"--keep {glob} matches nothing; write it relative to site-packages (numpy/tests/*) or as a path inside "
+        f"{target.root}"
     )
 
 

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-from venvprune.report.grouping import kept_groups, top_distributions
+from venvprune.report.grouping import actions_by_category, kept_groups, top_distributions
 from venvprune.report.model import Report, human_bytes
+
+
+def saved_text(report: Report) -> str:
+    """``-246.1 MB (-38.0%)``; ``0 B (0.0%)`` when nothing goes, never ``-0 B``."""
+    if not report.saved_bytes:
+        return "0 B (0.0%)"
+    return f"-{human_bytes(report.saved_bytes)} (-{report.saved_percent:.1f}%)"
 
 
 def render_summary_line(report: Report) -> str:
     """The last line, which says it all: ``venvprune: 653 MB -> 402 MB (-38%), ...``."""
     sizes = f"{human_bytes(report.before_bytes)} -> {human_bytes(report.after_bytes)}"
-    head = f"venvprune: {sizes} (-{report.saved_percent:.0f}%)"
-    parts = [f"{report.files_removed:,} files removed"]
+    percent = f"-{report.saved_percent:.0f}%" if report.saved_bytes else "0%"
+    head = f"venvprune: {sizes} ({percent})"
+    parts = [f"{report.files_removed:,} file{'' if report.files_removed == 1 else 's'} removed"]
     if report.dry_run:
         parts.append("dry run, nothing changed")
     else:
-        verification = report.verification or {}
-        if "skipped" in verification:
-            parts.append(f"not verified ({verification['skipped']})")
-        elif verification:
-            parts.append(f"{verification['checks_passed']}/{verification['checks_total']} checks pass")
+        if report.verify_skipped is not None:
+            parts.append(f"not verified ({report.verify_skipped})")
+        elif report.verification is not None:
+            parts.append(f"{report.verification.checks_passed}/{report.verification.checks_total} checks pass")
         if report.errors:
             parts.append(f"{len(report.errors)} errors")
         if report.recovery_problems:
@@ -26,6 +33,13 @@ def render_summary_line(report: Report) -> str:
         if report.status == "check-failed":
             parts = ["verification failed, everything restored"]
     return f"{head}, {', '.join(parts)}"
+
+
+def measured_text(report: Report) -> str:
+    """What the figures measure, beside the whole target (a prefix holds far more than its site-packages)."""
+    if report.kind == "site-packages":
+        return "measured: site-packages, the whole target"
+    return f"measured: site-packages (the whole {report.kind}: {human_bytes(report.target_bytes)})"
 
 
 def render_text(report: Report, verbose: bool = False) -> str:
@@ -37,18 +51,21 @@ def render_text(report: Report, verbose: bool = False) -> str:
         lines.append(f"  note: {report.recovery}")
     for path, message, kept_at in report.recovery_problems:
         lines.append(f"  not restored: {path}: {message}" + (f"; kept in {kept_at}" if kept_at else ""))
+    lines.append(f"  {measured_text(report)}")
     lines.append("")
     lines.append(f"  before  {human_bytes(report.before_bytes):>10}  {report.files_before:,} files")
-    lines.append(
-        f"  after   {human_bytes(report.after_bytes):>10}  "
-        f"-{human_bytes(report.saved_bytes)} (-{report.saved_percent:.1f}%)"
-    )
+    lines.append(f"  after   {human_bytes(report.after_bytes):>10}  {saved_text(report)}")
     lines.append("")
-    lines.append(f"  {'category':<15} {'files':>8} {'rewritten':>10} {'bytes':>11} {'of venv':>8}")
+    lines.append(f"  {'category':<15} {'files':>8} {'rewritten':>10} {'bytes':>11} {'share':>7}")
     for row in report.categories:
         lines.append(
-            f"  {row.name:<15} {row.files:>8,} {row.rewritten:>10,} {human_bytes(row.bytes):>11} {row.percent:>7.1f}%"
+            f"  {row.name:<15} {row.files:>8,} {row.rewritten:>10,} {human_bytes(row.bytes):>11} {row.percent:>6.1f}%"
         )
+    if verbose:
+        for category, actions in actions_by_category(report):
+            lines.append("")
+            lines.append(f"  {category}: {len(actions):,} paths")
+            lines.extend(f"    {action.path} ({human_bytes(action.bytes)})" for action in actions)
 
     top = top_distributions(report)
     if top:
@@ -90,21 +107,17 @@ def render_text(report: Report, verbose: bool = False) -> str:
 
 def _verification_lines(report: Report) -> list[str]:
     verification = report.verification
-    if not verification or "skipped" in verification:
+    if verification is None:
         return []
-    lines = ["", f"  verification: {verification['checks_passed']}/{verification['checks_total']} checks pass"]
-    before, after = verification.get("import_seconds_before"), verification.get("import_seconds_after")
-    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+    lines = ["", f"  verification: {verification.checks_passed}/{verification.checks_total} checks pass"]
+    before, after = verification.import_seconds_before, verification.import_seconds_after
+    if before is not None and after is not None:
         lines.append(
             f"  importing every module took {before:.1f} s before and {after:.1f} s after "
             "(without bytecode, each cold start compiles again)"
         )
-    for failure in verification.get("pre_existing", []):  # type: ignore[attr-defined]
-        lines.append(f"  already failing before pruning (not blamed): {failure}")
-    for failure in verification.get("regressions", []):  # type: ignore[attr-defined]
-        lines.append(f"  FAILED after pruning: {failure}")
-    manifest = verification.get("manifest")
-    if isinstance(manifest, str):
-        checker = manifest.rpartition("/")[0] + "/check.py"
-        lines.append(f"  final-stage check: run {checker} with the venv's python in the final image")
+    lines += [f"  already failing before pruning (not blamed): {failure}" for failure in verification.pre_existing]
+    lines += [f"  FAILED after pruning: {failure}" for failure in verification.regressions]
+    if verification.checker:
+        lines.append(f"  final-stage check: run {verification.checker} with the venv's python in the final image")
     return lines
