@@ -29,7 +29,6 @@ class FileEntry:
     rel: str  # POSIX path relative to its site-packages directory
     site_packages: Path
     size: int
-    nlink: int
     is_symlink: bool = False
     elf: elf.ElfFacts | None = None  # set for ELF files when debug symbols are inspected
 
@@ -41,7 +40,6 @@ class FileEntry:
 @dataclass(frozen=True)
 class Distribution:
     name: str  # canonical (PEP 503) name
-    display_name: str
     version: str
     metadata_dir: Path  # the *.dist-info or *.egg-info directory
     site_packages: Path
@@ -95,12 +93,12 @@ def scan(target: Target, *, inspect_elf: bool = True) -> Inventory:
         for entry_path, st in _walk(site_packages, directories):
             rel = entry_path.relative_to(site_packages).as_posix()
             if stat.S_ISLNK(st.st_mode):
-                files.append(FileEntry(entry_path, rel, site_packages, st.st_size, st.st_nlink, is_symlink=True))
+                files.append(FileEntry(entry_path, rel, site_packages, st.st_size, is_symlink=True))
                 continue
             facts = None
             if inspect_elf and st.st_size >= elf.MIN_HEADER_SIZE and _has_elf_magic(entry_path):
                 facts = elf.inspect(entry_path)
-            files.append(FileEntry(entry_path, rel, site_packages, st.st_size, st.st_nlink, elf=facts))
+            files.append(FileEntry(entry_path, rel, site_packages, st.st_size, elf=facts))
     distributions = tuple(d for sp in target.site_packages for d in _read_distributions(sp))
     owners = {dist.site_packages / rel: dist.name for dist in distributions for rel in dist.files}
     return Inventory(target, tuple(files), tuple(directories), distributions, owners, _bytes_outside(target))
@@ -170,7 +168,7 @@ def _read_distributions(site_packages: Path) -> Iterator[Distribution]:
         if not metadata_dir.is_dir() or metadata_dir.is_symlink():
             continue
         dist = PathDistribution(metadata_dir)
-        display_name = dist.metadata["Name"] or metadata_dir.name.split("-")[0]
+        name = dist.metadata["Name"] or metadata_dir.name.split("-")[0]
         record = metadata_dir / "RECORD"
         line_bytes = _record_line_bytes(record) if record.is_file() else {}
         files = frozenset(line_bytes)
@@ -179,8 +177,7 @@ def _read_distributions(site_packages: Path) -> Iterator[Distribution]:
         if top_level_txt:
             top_level.update(line.strip() for line in top_level_txt.splitlines() if line.strip())
         yield Distribution(
-            name=canonicalize_name(display_name),
-            display_name=display_name,
+            name=canonicalize_name(name),
             version=dist.version or "",
             metadata_dir=metadata_dir,
             site_packages=site_packages,
