@@ -462,8 +462,8 @@ def synthetic_elf(
     ident = b"\x7fELF" + bytes([2 if is64 else 1, 1 if little else 2, 1, 0]) + bytes(8)
     # Entry, program- and section-header offsets are 8 bytes in ELF64 and 4 in ELF32; the rest is alike.
     layout = "HHIQQQIHHHHHH" if is64 else "HHIIIIIHHHHHH"
-    fields = (3, machine, 1, 0, ehsize, shoff, 0, ehsize, phentsize, phnum, shentsize, len(sections) + 1)
-    header = ident + struct.pack(e + layout, *fields, index[".shstrtab"])
+    values = (3, machine, 1, 0, ehsize, shoff, 0, ehsize, phentsize, phnum, shentsize, len(sections) + 1)
+    header = ident + struct.pack(e + layout, *values, index[".shstrtab"])
     body[:ehsize] = header
     return bytes(body)
 

@@ -17,6 +17,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -111,7 +112,7 @@ def run(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def prune_json(*args: str) -> tuple[int, dict[str, object], str]:
+def prune_json(*args: str) -> tuple[int, dict[str, Any], str]:
     code, out, err = run(*NO_ELF, "--json", "-", "--jobs", "2", *args)
     return code, json.loads(out), err
 
@@ -160,7 +161,7 @@ def test_runtime_import_of_tests_is_caught_healed_and_reported(tmp_path: Path, w
     # A restored directory comes back as it was, its own bytecode cache included; no other cache is left.
     caches = {p.relative_to(site).as_posix() for p in site.rglob("__pycache__")}
     assert caches <= {"rtpkg/tests/__pycache__", "eppkg/tests/__pycache__"}
-    kept = {k["path"].split("site-packages/")[-1]: k["reason"] for k in report["kept"]}  # type: ignore[union-attr]
+    kept = {k["path"].split("site-packages/")[-1]: k["reason"] for k in report["kept"]}
     assert kept["rtpkg/tests"].startswith("restored by verification: rtpkg/__init__.py needed it")
     # RECORD lists the restored files again, and not the removed ones.
     record = next(site.glob("rtpkg-*.dist-info")).joinpath("RECORD").read_text()
@@ -359,7 +360,7 @@ def test_a_venv_of_another_python_is_checked_in_its_own_interpreter(tmp_path: Pa
     venv = make_venv(PYTHON38, tmp_path / "venv38", [wheels["rtpkg"], wheels["okpkg"]])
     code, report, err = prune_json(str(venv))
     assert code == 0, err
-    assert report["python"].startswith("3.8.")  # type: ignore[union-attr]
+    assert report["python"].startswith("3.8.")
     verification = report["verification"]
     assert isinstance(verification, dict)
     assert [h["path"].split("site-packages/")[-1] for h in verification["healed"]] == ["rtpkg/tests"]

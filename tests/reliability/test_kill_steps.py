@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -58,8 +58,8 @@ class KillSwitch:
     def disarm(self) -> None:
         self.monkeypatch.undo()
 
-    def _wrap(self, real):  # type: ignore[no-untyped-def]
-        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def _wrap(self, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
             if self.after is not None and self.calls >= self.after:
                 raise Killed
             self.calls += 1
@@ -125,8 +125,8 @@ def calls_made(function) -> int:  # type: ignore[no-untyped-def]
     counted = {"n": 0}
     real = {name: getattr(os, name) for name in FILESYSTEM_CALLS}
 
-    def wrap(original):  # type: ignore[no-untyped-def]
-        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
             counted["n"] += 1
             return original(*args, **kwargs)
 

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import elftools.construct.core
 import pytest
@@ -46,11 +47,11 @@ def test_a_signal_inside_a_pyelftools_field_parse_stops_the_scan(
     read_stream = elftools.construct.core._read_stream
     calls = {"n": 0}
 
-    def signalled_read(stream: object, length: int) -> bytes:
+    def signalled_read(stream: Any, length: int) -> bytes:
         calls["n"] += 1
         if calls["n"] == 5:
             signal.raise_signal(signum)  # the handler runs at the next instruction: in here
-        return read_stream(stream, length)  # type: ignore[no-any-return]
+        return read_stream(stream, length)
 
     monkeypatch.setattr(elftools.construct.core, "_read_stream", signalled_read)
     with pytest.raises(Interrupted, match=f"stopped by {signal.Signals(signum).name}"), signals.handled():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import stat
@@ -11,11 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
+from tests.cli_runner import run_cli
 from tests.site_builder import install_dist, make_site, tree_digest
 from venvprune import records
-from venvprune.cli import cli
 
 
 @pytest.fixture
@@ -33,11 +31,7 @@ def site(tmp_path: Path) -> Path:
     return site
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    # click < 8.2 mixes stderr into stdout unless told not to; 8.2 always keeps them apart.
-    runner = CliRunner(mix_stderr=False) if "mix_stderr" in inspect.signature(CliRunner).parameters else CliRunner()
-    result = runner.invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
+run = run_cli
 
 
 def test_dry_run_changes_nothing_and_prints_the_plan(site: Path) -> None:

@@ -10,18 +10,16 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from inspect import signature
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import elf_helpers as h
+from tests.cli_runner import run_cli
 from tests.site_builder import install_dist, make_site
 from venvprune import elf
-from venvprune.cli import cli
 
 # -- real files, compiled now --------------------------------------------------------------------------------
 
@@ -461,14 +459,14 @@ def test_debug_symbols_category_end_to_end(tmp_path: Path) -> None:
     expected = {path: elf.inspect(path).bytes_saved for path in (shipped, site / "vpext.libs" / "libvp.so.1.2.3")}
     assert all(expected.values())
 
-    code, out, err = _run_cli("--dry-run", "--only", "debug-symbols", "--json", "-", str(site))
+    code, out, err = run_cli("--dry-run", "--only", "debug-symbols", "--json", "-", str(site))
     assert code == 0, err
     actions = json.loads(out)["actions"]
     planned = {a["path"]: a["bytes"] for a in actions if a["category"] == "debug-symbols"}
     assert planned == {path.relative_to(site).as_posix(): saved for path, saved in expected.items()}
     assert [a["path"] for a in actions if a["category"] == "record"] == ["vpext-1.0.dist-info/RECORD"]  # new hashes
 
-    code, out, err = _run_cli("--no-verify", "--no-manifest", "--only", "debug-symbols", "--json", "-", str(site))
+    code, out, err = run_cli("--no-verify", "--no-manifest", "--only", "debug-symbols", "--json", "-", str(site))
     assert code == 0, err
     assert json.loads(out)["status"] == "success"
     assert shipped.stat().st_size == module.stat().st_size - expected[shipped]
@@ -479,9 +477,3 @@ def test_debug_symbols_category_end_to_end(tmp_path: Path) -> None:
     assert cache_link.read_bytes() == module.read_bytes(), "the hard-linked original was changed"
     assert h.import_extension(shipped.parent).stdout.strip() == "42"
     assert h.load_library(shipped_library, "vp_add").stdout.strip() == "42"
-
-
-def _run_cli(*args: str) -> tuple[int, str, str]:
-    runner = CliRunner(mix_stderr=False) if "mix_stderr" in signature(CliRunner).parameters else CliRunner()
-    result = runner.invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def elf_header(e_type: int = 3, interp: bool = False, machine: int = 62) -> byte
 def test_importable_modules_from_record_and_top_level(tmp_path: Path) -> None:
     site = make_site(tmp_path)
     suffix = ".cpython-311-x86_64-linux-gnu.so"
-    files = {
+    files: dict[str, str | bytes] = {
         "pkg/__init__.py": "",
         "pkg/sub/mod.py": "",
         "nspace/child/__init__.py": "",  # a namespace package: its regular child is the module
@@ -142,7 +143,7 @@ def modules(tmp_path: Path) -> Path:
 
 def run(
     modules: Path, tmp_path: Path, names: list[str], jobs: int = 2, timeout: float = 30.0, pycache: str | None = None
-) -> dict[str, dict]:
+) -> dict[str, dict[str, Any]]:
     tasks = [{"id": n, "kind": "import", "name": n, "bundle": "one"} for n in names]
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
