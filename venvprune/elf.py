@@ -1,6 +1,6 @@
 """Everything pyelftools: detect ELF files, measure what can be cut, write the stripped copy.
 
-The one rule: never move or change a byte the dynamic loader maps (SAFETY.md, rule 6). GNU strip relayouts
+The one rule: never move or change a byte the dynamic loader maps (docs/why.md, rule 6). GNU strip relayouts
 the whole file, and on libraries that auditwheel's patchelf extended with extra PT_LOAD segments the loader
 then refuses the result with "ELF load command address/offset not page-aligned" (pypa/manylinux#119,
 NixOS/patchelf#10, pypa/auditwheel#716). Here the file is cut instead:
@@ -173,7 +173,7 @@ def _skip(reason: str, left_in_place: int = 0) -> ElfFacts:
 
 
 # Errors pyelftools and struct raise on bad content. pyelftools parses lazily, so anything may surface at any
-# step; they are caught around the whole inspection, never around single calls (STYLE habit 4).
+# step; they are caught around the whole inspection, never around single calls (docs/why.md, "Stripping").
 _BAD_CONTENT = (ELFError, ConstructError, struct.error, ValueError, EOFError, IndexError, KeyError, OverflowError)
 
 
@@ -187,7 +187,7 @@ def inspect(path: Path) -> ElfFacts:
             st = os.fstat(handle.fileno())
             if not stat.S_ISREG(st.st_mode):
                 return _skip("not a regular file")
-            # The magic first: an ELFFile for every file is twice as slow on a large tree (STYLE habit 4).
+            # The magic first: an ELFFile for every file is twice as slow on a large tree (docs/why.md).
             if st.st_size < MIN_HEADER_SIZE or handle.read(4) != ELF_MAGIC:
                 return _skip("not an ELF file")
             return _measure(handle, st)

@@ -1,4 +1,4 @@
-"""The data-analysis venv of SAFETY.md, from PyPI: the seed's find/strip chain breaks it, venvprune must not."""
+"""The data venv of docs/why.md, from PyPI: the usual find/strip chain breaks it, venvprune must not."""
 
 from __future__ import annotations
 

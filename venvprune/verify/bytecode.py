@@ -1,7 +1,7 @@
 """A bytecode cache outside the venv, so the after-check of a venv whose ``__pycache__`` was pruned stays fast.
 
 Without bytecode every import compiles its source, and compiling is two thirds of the cost of importing torch and
-transformers (measured: 13 s with bytecode, 40 s without, on the ML venv of SAFETY.md). The after-check must not
+transformers (measured: 13 s with bytecode, 40 s without, on the ML venv of docs/why.md). The after-check must not
 write bytecode into the venv (it would recreate what was just removed), and it does not need to compile either:
 pruning never changes a ``.py`` file, so the bytecode the venv had *is* the compiled form of its sources. At
 baseline, the cache file of every source the checks loaded is hard-linked (copied across file systems) into a
