@@ -10,6 +10,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from click.core import ParameterSource
 
 from venvprune import __version__, apply, config, pipeline, signals, verify
 from venvprune.errors import ExitCode, Interrupted, TargetError, VenvpruneError
-from venvprune.report import build_report, render_json, render_markdown, render_summary_line, render_text
+from venvprune.report import Report, build_report, render_json, render_markdown, render_summary_line, render_text
 from venvprune.report.output import STDOUT, check_destinations, write_report
 from venvprune.target import resolve_target
 
@@ -136,27 +137,38 @@ def prune_command(ctx: click.Context, /, venv: Path | None, config_file: Path | 
     """Prune VENV (a venv, a Python prefix or a site-packages directory; default: $VIRTUAL_ENV) and verify it."""
     # The pipeline installs the signal handler; entering it here first makes it cover the report too: after a
     # commit a signal lets the run end normally (see venvprune.signals).
-    with _errors_to_exit_codes(bool(values["verbose"]), from_environment=venv is None), signals.handled():
+    style = _ErrorStyle(verbose=bool(values["verbose"]), target_from_environment=venv is None)
+    with _errors_to_exit_codes(style), signals.handled():
         settings = _settings(ctx, venv, config_file, values)
+        style.verbose = settings.verbose  # a settings file may ask for tracebacks too
         check_destinations(settings.json, settings.markdown)  # before pruning: a report must not fail a done prune
         outcome = pipeline.prune(settings, _Progress(enabled=not settings.quiet))
         report = build_report(outcome)
         for warning in report.warnings:
             click.echo(f"venvprune: warning: {warning}", err=True)
-        failures = []
-        for destination, render in ((settings.json, render_json), (settings.markdown, render_markdown)):
-            if destination is not None:
-                failures += _emit(destination, render(report))
-        human = render_summary_line(report) + "\n" if settings.quiet else render_text(report, verbose=settings.verbose)
-        failures += _emit(STDOUT, human, err=STDOUT in (settings.json, settings.markdown))
-        code = _STATUS_EXIT[outcome.status]
+        failures = _write_outputs(settings, report)
         for failure in failures:
             click.echo(f"venvprune: error: {failure}; {_what_the_run_did(outcome)}", err=True)
-        if failures and outcome.dry_run:
-            code = ExitCode.FAILURE  # the report is all a dry run makes
-        elif failures and code is ExitCode.SUCCESS:
-            code = ExitCode.PARTIAL  # pruned, and the venv works; a report is missing
-        ctx.exit(code)
+        ctx.exit(_exit_code(outcome, outputs_failed=bool(failures)))
+
+
+def _write_outputs(settings: config.Config, report: Report) -> list[str]:
+    """The report files, then the human report; each failure as a message, once every output was tried."""
+    failures = []
+    for destination, render in ((settings.json, render_json), (settings.markdown, render_markdown)):
+        if destination is not None:
+            failures += _emit(destination, render(report))
+    human = render_summary_line(report) + "\n" if settings.quiet else render_text(report, verbose=settings.verbose)
+    return failures + _emit(STDOUT, human, err=STDOUT in (settings.json, settings.markdown))
+
+
+def _exit_code(outcome: pipeline.Outcome, outputs_failed: bool) -> ExitCode:
+    code = _STATUS_EXIT[outcome.status]
+    if outputs_failed and outcome.dry_run:
+        return ExitCode.FAILURE  # the report is all a dry run makes
+    if outputs_failed and code is ExitCode.SUCCESS:
+        return ExitCode.PARTIAL  # pruned, and the venv works; a report is missing
+    return code
 
 
 def _what_the_run_did(outcome: pipeline.Outcome) -> str:
@@ -199,8 +211,10 @@ def _silence_stdout() -> None:
 @click.pass_context
 def check_command(ctx: click.Context, /, venv: Path | None, config_file: Path | None, **values: Any) -> None:
     """Import-check VENV without changing it; exit 1 naming each failure."""
-    with _errors_to_exit_codes(bool(values["verbose"]), from_environment=venv is None), signals.handled():
+    style = _ErrorStyle(verbose=bool(values["verbose"]), target_from_environment=venv is None)
+    with _errors_to_exit_codes(style), signals.handled():
         settings = _settings(ctx, venv, config_file, values)
+        style.verbose = settings.verbose
         target = resolve_target(settings.target)
         with apply.target_lock(target, shared=True):
             pending = apply.pending(target)
@@ -234,14 +248,22 @@ class _Progress:
         click.echo(("\r\x1b[K" if self.live else "") + line, err=True)
 
 
+@dataclass
+class _ErrorStyle:
+    """How an error is told: with a traceback (``-v``), and whether the target came from ``$VIRTUAL_ENV``."""
+
+    verbose: bool
+    target_from_environment: bool
+
+
 @contextmanager
-def _errors_to_exit_codes(verbose: bool, from_environment: bool = False) -> Iterator[None]:
+def _errors_to_exit_codes(style: _ErrorStyle) -> Iterator[None]:
     """The one place errors become messages and exit codes (see the README's table)."""
     try:
         yield
     except VenvpruneError as exc:
         message = exc.message
-        if isinstance(exc, TargetError) and from_environment and _virtual_env() is not None:
+        if isinstance(exc, TargetError) and style.target_from_environment and _virtual_env() is not None:
             message += " (the target came from $VIRTUAL_ENV)"
         click.echo(f"venvprune: error: {message}", err=True)
         sys.exit(exc.exit_code)
@@ -252,7 +274,7 @@ def _errors_to_exit_codes(verbose: bool, from_environment: bool = False) -> Iter
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
     except Exception as exc:  # anything else is a bug; the transaction has already restored the target
-        if verbose:
+        if style.verbose:
             traceback.print_exc()
         click.echo(
             f"venvprune: internal error: {type(exc).__name__}: {exc}; nothing was left half done. "
