@@ -108,7 +108,7 @@ def _table_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
     return decorate
 
 
-def _common(function: Callable[..., Any]) -> Callable[..., Any]:
+def _venv_and_config(function: Callable[..., Any]) -> Callable[..., Any]:
     function = click.option(
         "--config", "config_file", type=click.Path(path_type=Path), metavar="FILE", help="Read settings from FILE."
     )(function)
@@ -130,7 +130,7 @@ def _virtual_env() -> Path | None:
 
 @cli.command("prune", cls=_PruneCommand)
 @_table_options("prune")
-@_common
+@_venv_and_config
 @click.version_option(__version__, prog_name="venvprune")
 @click.pass_context
 def prune_command(ctx: click.Context, /, venv: Path | None, config_file: Path | None, **values: Any) -> None:
@@ -207,7 +207,7 @@ def _silence_stdout() -> None:
 
 @cli.command("check")
 @_table_options("check")
-@_common
+@_venv_and_config
 @click.pass_context
 def check_command(ctx: click.Context, /, venv: Path | None, config_file: Path | None, **values: Any) -> None:
     """Import-check VENV without changing it; exit 1 naming each failure."""

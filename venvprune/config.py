@@ -256,7 +256,9 @@ class _Selection:
         clash = sorted(set(include or ()) & set(exclude or ()))
         if clash:
             name = clash[0]
-            raise source.error(f"{spelled['include']} {name} and {spelled['exclude']} {name} contradict each other")
+            raise source.error(
+                f"{spelled['include']} {name} and {spelled['exclude']} {name} contradict each other; keep one of them"
+            )
         for name in exclude or ():
             if name in categories.FOLLOWERS:
                 raise source.error(
