@@ -109,12 +109,8 @@ class Config:
 
 def options(command: str) -> list[tuple[Field[Any], Option]]:
     """The settings *command* takes, in the table's order."""
-    return [(f, f.metadata["option"]) for f in fields(Config) if "option" in f.metadata and command in _commands(f)]
-
-
-def _commands(setting: Field[Any]) -> tuple[str, ...]:
-    option: Option = setting.metadata["option"]
-    return option.commands
+    table = [(f, f.metadata["option"]) for f in fields(Config) if "option" in f.metadata]
+    return [(setting, option) for setting, option in table if command in option.commands]
 
 
 def _file_keys() -> dict[str, tuple[Field[Any], bool]]:
