@@ -175,7 +175,7 @@ def test_a_journal_naming_paths_outside_the_target_is_refused_entry_by_entry(
         ("create", str(outside / "manifest.json")),  # recovery deletes what a "create" made
         ("remove", str(site / "demo" / "core.py")),  # an absolute path inside: an old journal, still honoured
     ]
-    lines = [{"venvprune": "0.1.0", "target": "/somewhere/else"}]
+    lines: list[dict[str, object]] = [{"venvprune": "0.1.0", "target": "/somewhere/else"}]
     for op, (kind, path) in enumerate(entries):
         lines.append({"op": op, "kind": kind, "path": path})
         if kind != "create":
