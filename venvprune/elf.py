@@ -562,18 +562,22 @@ def write_stripped(source: Path, destination: Path, facts: ElfFacts) -> None:
     measured, and ``ValueError`` for facts of a file that is not strippable.
     *destination* is removed on failure.
     """
+    with open(source, "rb") as src, open(destination, "xb") as dst:
+        try:
+            copy_stripped(src.fileno(), dst.fileno(), facts, source)
+        except BaseException:
+            dst.close()
+            destination.unlink()
+            raise
+
+
+def copy_stripped(src: int, dst: int, facts: ElfFacts, source: Path) -> None:
+    """Write the stripped copy of the open file *src* into the open, empty file *dst* (*source* names it in errors)."""
     if facts.skip_reason is not None:
         raise ValueError(f"{source}: not strippable: {facts.skip_reason}")
-    with open(source, "rb") as src:
-        _check_unchanged(src.fileno(), facts, source)
-        with open(destination, "xb") as dst:
-            try:
-                _write(src.fileno(), dst.fileno(), facts, source)
-                _check_unchanged(src.fileno(), facts, source)  # nothing changed it while we copied
-            except BaseException:
-                dst.close()
-                destination.unlink()
-                raise
+    _check_unchanged(src, facts, source)
+    _write(src, dst, facts, source)
+    _check_unchanged(src, facts, source)  # nothing changed it while we copied
 
 
 def _write(src: int, dst: int, facts: ElfFacts, source: Path) -> None:

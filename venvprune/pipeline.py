@@ -43,6 +43,7 @@ class Outcome:
     verification: verify.VerifyOutcome | None = None
     verify_skipped: str | None = None  # why there was no verification
     timings: tuple[PhaseTiming, ...] = field(default=())
+    rollback: Recovery | None = None  # what undoing this run's changes did, when verification failed
 
 
 class Progress(Protocol):
@@ -141,9 +142,16 @@ def _apply(config: Config, target: Target, plan: Plan, recovery: Recovery | None
                 outcome = verify.verify_and_heal(transaction, plan, baseline, options)
                 phases.detail = f"{outcome.checks_passed}/{outcome.checks_total} checks pass"
             if not outcome.ok:
-                transaction.rollback()
+                undone = transaction.rollback()
                 return Outcome(
-                    plan, False, Status.CHECK_FAILED, recovery, tuple(errors), outcome, timings=tuple(phases.timings)
+                    plan,
+                    False,
+                    Status.CHECK_FAILED,
+                    recovery,
+                    tuple(errors),
+                    outcome,
+                    timings=tuple(phases.timings),
+                    rollback=undone,
                 )
         with phases.run("commit"):
             errors += transaction.commit()

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from venvprune.errors import UsageError
 from venvprune.scan import FileEntry, Inventory
@@ -32,9 +32,13 @@ class Phase(enum.IntEnum):
 
 
 class Transform(Protocol):
-    """New content for a rewritten file. Implementations are frozen dataclasses; ``write`` creates *destination*."""
+    """New content for a rewritten file. Implementations are frozen dataclasses.
 
-    def write(self, source: Path, destination: Path) -> None: ...
+    ``write`` reads the original from the open file *source* and writes the new content to the open, empty file
+    *destination*; the transaction opens both (never following a symlink) and renames the new file into place.
+    """
+
+    def write(self, source: BinaryIO, destination: BinaryIO) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import enum
 import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ OWN_DIR_NAMES = (STAGING_DIR_NAME, MANIFEST_DIR_NAME, UNRESTORED_DIR_NAME)  # ne
 SITE_DIR_NAMES = ("site-packages", "dist-packages")
 
 # Asked of the target interpreter with -I (no user site, no PYTHON* variables). Python 3.8+ syntax only. The answer
-# goes to a pipe of its own (the file descriptor in argv[1]): a .pth file may print at start-up, on stdout or stderr.
+# goes to a file of its own (the descriptor in argv[1]): a .pth file may print at start-up, on stdout or stderr.
 _QUERY = (
     "import json, os, sys; os.write(int(sys.argv[1]), json.dumps({'version': '%d.%d.%d' % sys.version_info[:3],"
     " 'prefix': sys.prefix, 'path': sys.path}).encode())"
@@ -146,45 +147,40 @@ def _find_interpreter(bin_dir: Path, preferred: str = "python") -> Path | None:
 
 
 def _ask_interpreter(interpreter: Path, root: Path) -> tuple[str, tuple[Path, ...]]:
-    read_end, write_end = os.pipe()
-    try:
+    # The answer goes to a file of its own, not a pipe: a pipe would fill (a sys.path of 64 kB: hundreds of .pth
+    # entries) while we wait for the interpreter to exit.
+    with tempfile.TemporaryFile() as answer:
         try:
             process = subprocess.Popen(
                 # -B: site imports .pth hooks (_distutils_hack), which would write the bytecode we are about to remove.
-                [str(interpreter), "-I", "-B", "-c", _QUERY, str(write_end)],
+                [str(interpreter), "-I", "-B", "-c", _QUERY, str(answer.fileno())],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                pass_fds=(write_end,),
+                pass_fds=(answer.fileno(),),
                 cwd=str(root),
             )
         except OSError as exc:
             raise TargetError(
                 f"{interpreter}: the target's interpreter does not run ({exc.strerror}); repair or recreate the venv"
             ) from exc
-        finally:
-            os.close(write_end)
-        with os.fdopen(read_end, "rb") as answer_pipe:
-            read_end = -1
-            try:
-                _, stderr = process.communicate(timeout=60)
-            except subprocess.TimeoutExpired as exc:
-                process.kill()
-                process.communicate()
-                raise TargetError(
-                    f"{interpreter}: the target's interpreter did not answer in 60 s; repair or recreate the venv"
-                ) from exc
-            raw = answer_pipe.read()
-    finally:
-        if read_end != -1:
-            os.close(read_end)
+        try:
+            _, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired as exc:
+            process.kill()
+            process.communicate()
+            raise TargetError(
+                f"{interpreter}: the target's interpreter did not answer in 60 s; repair or recreate the venv"
+            ) from exc
+        answer.seek(0)
+        raw = answer.read()
     if process.returncode != 0:
         last = (stderr.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
         raise TargetError(f"{interpreter}: the target's interpreter fails ({last}); repair or recreate the venv")
     try:
-        answer = json.loads(raw)
-        version = str(answer["version"])
-        entries = [Path(p) for p in answer["path"] if p]
+        reply = json.loads(raw)
+        version = str(reply["version"])
+        entries = [Path(p) for p in reply["path"] if p]
     except (ValueError, KeyError, TypeError) as exc:
         raise TargetError(f"{interpreter}: unexpected answer to the sys.path query; is it a CPython 3.8+?") from exc
     return version, _unique_dirs(p for p in entries if p.name in SITE_DIR_NAMES and _inside(p, root))

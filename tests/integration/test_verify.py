@@ -17,7 +17,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 from click.testing import CliRunner
@@ -325,8 +325,8 @@ def test_broken_extension_is_pre_existing_and_a_corrupted_one_is_healed(
 
     @dataclass(frozen=True)
     class Garble:
-        def write(self, source: Path, destination: Path) -> None:
-            destination.write_bytes(b"\x7fELF" + b"\x00" * 60)
+        def write(self, source: BinaryIO, destination: BinaryIO) -> None:
+            destination.write(b"\x7fELF" + b"\x00" * 60)
 
     class Corrupting:
         name = "corrupt"

@@ -36,8 +36,12 @@ from tests.reliability.conftest import (
     staging_left,
     tool_env,
 )
-from tests.site_builder import tree_digest
-from venvprune.target import MANIFEST_DIR_NAME
+from tests.site_builder import install_dist, make_site, tree_digest
+from venvprune import categories
+from venvprune.apply import Transaction, recover
+from venvprune.plan import build_plan
+from venvprune.scan import scan
+from venvprune.target import MANIFEST_DIR_NAME, resolve_target
 
 pytestmark = pytest.mark.integration
 
@@ -428,6 +432,8 @@ def test_scratch_folders_of_a_killed_run_are_swept(demo_archive: Path, tmp_path:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
     left = list(scratch_root.iterdir())
+    for folder in left:
+        os.utime(folder, (0, 0))  # a minute later: a folder younger than that may be a run's that has yet to lock it
     result = subprocess.run(
         [sys.executable, "-m", "venvprune", "check", str(venv)], env=env, capture_output=True, text=True
     )
@@ -451,4 +457,95 @@ def test_a_pth_file_that_prints_changes_nothing(demo_archive: Path, tmp_path: Pa
         assert result.returncode == 0, (args, result.stderr)
     (site_packages(venv) / "zz.pth").unlink()
     assert_demo_works(venv)
+    guard.check()
+
+
+# -- found by attacking the change: the staging folder and the journal are not trusted either -----------------------
+
+
+def test_a_symlink_planted_in_the_staging_folder_is_never_written_through(tmp_path: Path, outside: Path) -> None:
+    """A new file is created beside its original with O_EXCL|O_NOFOLLOW, and its mode set on its descriptor."""
+    site = make_site(tmp_path / "prefix")
+    install_dist(site, "pkg", {"pkg/__init__.py": "x = 1\n", "pkg/tests/test_x.py": "", "pkg/data.txt": "hello\n"})
+    target = resolve_target(site)
+    plan = build_plan(scan(target, inspect_elf=False), categories.select(only=("tests",)))
+    victims = []
+    for index in range(4):
+        victim = outside / f"victim-{index}"
+        victim.write_text("secret\n")
+        victim.chmod(0o600)
+        victims.append(victim)
+    before_outside = tree_digest(outside)
+    modes = [v.stat().st_mode for v in victims]
+    transaction = Transaction.begin(target)
+    for op, victim in enumerate(victims):
+        (target.staging_dir / f"{op}.new").symlink_to(victim)
+    errors = transaction.execute(plan.actions)
+    assert errors, "a planted symlink was written through without an error"
+    transaction.rollback()
+    assert tree_digest(outside) == before_outside
+    assert [v.stat().st_mode for v in victims] == modes
+
+
+BAD_JOURNALS = {
+    "an op that is not a number": '{"op": 1e400, "kind": "remove", "path": "pkg/tests"}\n',
+    "no path": '{"op": 0, "kind": "remove"}\n',
+    "a NUL in the path": '{"op": 0, "kind": "remove", "path": "pkg/te\\u0000sts"}\n',
+    "stamps of the wrong type": '{"op": 0, "kind": "rewrite", "path": "pkg/data.txt", "was": 5}\n{"op": 0, "new": 7}\n',
+    "nesting too deep to parse": "[" * 100_000 + "\n",
+    "an unknown kind": '{"op": 0, "kind": "chmod", "path": "pkg/tests"}\n',
+}
+
+
+@pytest.mark.parametrize("content", BAD_JOURNALS.values(), ids=BAD_JOURNALS.keys())
+def test_a_journal_that_cannot_be_read_never_leaves_the_target_stuck(tmp_path: Path, content: str) -> None:
+    site = make_site(tmp_path / "prefix")
+    install_dist(site, "pkg", {"pkg/__init__.py": "x = 1\n", "pkg/tests/test_x.py": "", "pkg/data.txt": "hello\n"})
+    target = resolve_target(site)
+    staging = target.staging_dir
+    staging.mkdir()
+    (site / "pkg" / "tests").rename(staging / "0")
+    (staging / "journal.jsonl").write_text(content)
+    recovery = recover(target)
+    assert recovery is not None and recovery.errors == ()
+    [left] = recovery.left_aside  # where it came from is not known for sure: kept for the user, never deleted
+    assert left.kept_at is not None and (left.kept_at / "test_x.py").is_file()
+    assert (site / "pkg" / "data.txt").read_text() == "hello\n"
+    assert not staging.exists()
+    assert recover(target) is None
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "symlink"])
+def test_a_journal_that_is_not_a_file_is_not_read_and_does_not_hang(
+    tmp_path: Path, demo_archive: Path, kind: str
+) -> None:
+    venv = reset(demo_archive, tmp_path / "venv")
+    staging = venv / STAGING
+    staging.mkdir()
+    journal = staging / "journal.jsonl"
+    if kind == "fifo":
+        os.mkfifo(journal)  # opening it to read would block until a writer comes
+    elif kind == "folder":
+        journal.mkdir()
+    else:
+        journal.symlink_to(tmp_path / "elsewhere.jsonl")
+    (site_packages(venv) / "demo" / "data.txt").rename(staging / "0")
+    result = run_venvprune("--json", "-", str(venv), cwd=tmp_path, timeout=120)
+    assert_no_traceback(result)
+    assert result.returncode == 3, result.stderr
+    assert (venv / UNRESTORED / "refused" / "0").read_text() == "payload\n"
+    assert not staging_left(venv)
+
+
+def test_a_long_sys_path_is_answered(demo_archive: Path, tmp_path: Path, guard: Guard) -> None:
+    """1,200 folders from a .pth file: an answer of over 64 kB, which a pipe read after the exit never took."""
+    venv = demo_venv(demo_archive, tmp_path / "venv", guard)
+    extra = tmp_path / "extra-paths-with-a-long-name-each"
+    folders = [extra / f"entry-{index:04d}-padding-to-make-each-line-longer" for index in range(1200)]
+    for folder in folders:
+        folder.mkdir(parents=True)
+    (site_packages(venv) / "many.pth").write_text("".join(f"{folder}\n" for folder in folders))
+    result = run_venvprune("--dry-run", str(venv), cwd=tmp_path, timeout=120)
+    assert_no_traceback(result)
+    assert result.returncode == 0, result.stderr
     guard.check()

@@ -199,8 +199,8 @@ def test_kill_at_every_call_of_a_recovery_then_recovery_again_restores_everythin
 class Upper:
     """A rewrite for tests: the content in upper case."""
 
-    def write(self, source: Path, destination: Path) -> None:
-        destination.write_bytes(source.read_bytes().upper())
+    def write(self, source: BinaryIO, destination: BinaryIO) -> None:
+        destination.write(source.read().upper())
 
 
 @pytest.mark.parametrize("failure", ["killed", "disk-full"])

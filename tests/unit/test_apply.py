@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -22,8 +26,8 @@ from venvprune.target import UNRESTORED_DIR_NAME, Target, resolve_target
 class Upper:
     """A rewrite for tests: the file's content in upper case."""
 
-    def write(self, source: Path, destination: Path) -> None:
-        destination.write_bytes(source.read_bytes().upper())
+    def write(self, source: BinaryIO, destination: BinaryIO) -> None:
+        destination.write(source.read().upper())
 
 
 @pytest.fixture
@@ -214,23 +218,6 @@ def test_an_unreadable_record_is_reported_and_left_as_it_was(site: Path) -> None
     assert record.read_bytes().endswith(b"\xff\xfe not utf-8\n")
 
 
-def test_a_directory_moved_only_in_part_is_merged_back_by_recovery(site: Path) -> None:
-    """What a crash leaves in the middle of an entry-by-entry move (overlayfs): half in place, half staged."""
-    before = tree_digest(site)
-    target = resolve_target(site)
-    tests_dir = site / "pkg" / "tests"
-    transaction = Transaction.begin(target)
-    op = transaction._start("remove", "pkg/tests")  # the journal line is written before the move starts
-    transaction._note(op, split=True)  # and this one before the first entry moves
-    transaction._abandon()
-    staged = target.staging_dir / "0"
-    staged.mkdir()
-    os.rename(tests_dir / "test_x.py", staged / "test_x.py")
-    recovery = recover(target)
-    assert recovery is not None and recovery.errors == ()
-    assert tree_digest(site) == before
-
-
 def test_a_crlf_record_keeps_its_line_ends(site: Path) -> None:
     record = site / "pkg-1.0.dist-info" / "RECORD"
     record.write_bytes(record.read_bytes().replace(b"\n", b"\r\n"))
@@ -244,23 +231,65 @@ def test_a_crlf_record_keeps_its_line_ends(site: Path) -> None:
     assert rewritten.count(b"\r\n") == rewritten.count(b"\n") > 0
 
 
-def test_a_directory_moved_in_part_at_two_levels_is_merged_back(site: Path) -> None:
+class Killed(BaseException):
+    """What SIGKILL does to Python code: nothing after it runs; no ``except Exception`` sees it."""
+
+
+def overlay_like_renames(monkeypatch: pytest.MonkeyPatch, killed_after: int) -> None:
+    """Renames as in a Docker layer: a folder refuses (EXDEV, overlayfs), a file moves; killed after some files."""
+    real = os.rename
+    moved = [0]
+
+    def rename(source: str, destination: str, **fds: int) -> None:
+        st = os.stat(source, dir_fd=fds.get("src_dir_fd"), follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.EXDEV, "Invalid cross-device link", source)
+        if moved[0] == killed_after:
+            raise Killed
+        moved[0] += 1
+        real(source, destination, **fds)
+
+    monkeypatch.setattr(os, "rename", rename)
+
+
+@pytest.mark.parametrize("killed_after", range(4))
+def test_a_folder_moved_entry_by_entry_and_killed_midway_is_merged_back(
+    site: Path, monkeypatch: pytest.MonkeyPatch, killed_after: int
+) -> None:
     (site / "pkg" / "tests" / "deep").mkdir()
     (site / "pkg" / "tests" / "deep" / "a.py").write_text("a = 1\n")
     (site / "pkg" / "tests" / "deep" / "b.py").write_text("b = 1\n")
     before = tree_digest(site)
     target = resolve_target(site)
+    tests_dir = Action(site / "pkg" / "tests", ActionKind.REMOVE, "tests", "", 0, 3, "pkg", is_directory=True)
     transaction = Transaction.begin(target)
-    op = transaction._start("remove", "pkg/tests")
-    transaction._note(op, split=True)
+    overlay_like_renames(monkeypatch, killed_after)
+    with pytest.raises(Killed):
+        transaction.execute([tests_dir])
+    monkeypatch.undo()
     transaction._abandon()
-    staged = target.staging_dir / str(op)
-    (staged / "deep").mkdir(parents=True)  # killed while moving deep/ entry by entry, itself part of a split move
-    os.rename(site / "pkg" / "tests" / "deep" / "a.py", staged / "deep" / "a.py")
-    os.rename(site / "pkg" / "tests" / "test_x.py", staged / "test_x.py")
     recovery = recover(target)
     assert recovery is not None and recovery.errors == () and recovery.left_aside == ()
     assert tree_digest(site) == before
+
+
+def test_a_folder_pip_put_where_a_split_move_was_cut_short_gets_nothing_merged_in(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = resolve_target(site)
+    tests_dir = site / "pkg" / "tests"
+    transaction = Transaction.begin(target)
+    overlay_like_renames(monkeypatch, killed_after=1)
+    with pytest.raises(Killed):
+        transaction.execute([Action(tests_dir, ActionKind.REMOVE, "tests", "", 0, 2, "pkg", is_directory=True)])
+    monkeypatch.undo()
+    transaction._abandon()
+    shutil.rmtree(tests_dir)  # a new version installed: a new folder in its place
+    tests_dir.mkdir()
+    (tests_dir / "test_new.py").write_text("# new\n")
+    recovery = recover(target)
+    assert recovery is not None and [left.path for left in recovery.left_aside] == ["pkg/tests"]
+    assert sorted(p.name for p in tests_dir.iterdir()) == ["test_new.py"], "old files merged into the new folder"
 
 
 def test_recovery_puts_an_original_back_only_onto_what_the_prune_left(site: Path) -> None:
@@ -285,3 +314,22 @@ def test_recovery_puts_an_original_back_only_onto_what_the_prune_left(site: Path
     assert (site / "pkg" / "__pycache__").is_dir(), "what could be restored was restored"
     assert not target.staging_dir.exists()
     assert recover(target) is None
+
+
+def test_an_original_is_not_put_back_into_a_folder_that_was_replaced(site: Path) -> None:
+    """Killed; then the package installed again (pip moves the old folder away, writes a new one, deletes the old)."""
+    plan = the_plan(site)
+    target = plan.inventory.target
+    transaction = Transaction.begin(target)
+    assert transaction.execute(plan.by_phase(Phase.FILES)) == []
+    transaction._abandon()
+    stash = site.parent / "stash"
+    (site / "pkg").rename(stash)
+    (site / "pkg").mkdir()
+    (site / "pkg" / "__init__.py").write_text("x = 2\n")
+    shutil.rmtree(stash)
+    recovery = recover(target)
+    assert recovery is not None and recovery.errors == ()
+    assert sorted(left.path for left in recovery.left_aside) == ["pkg/__pycache__", "pkg/tests"]
+    assert sorted(p.name for p in (site / "pkg").iterdir()) == ["__init__.py"], "old files put into the new folder"
+    assert (site / UNRESTORED_DIR_NAME / "pkg" / "tests" / "test_x.py").is_file()

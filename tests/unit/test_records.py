@@ -32,7 +32,8 @@ def test_a_carriage_return_inside_a_quoted_name_survives_the_rewrite(tmp_path: P
     assert rewrite.transform is not None
     (site / "pkg" / "tests" / "__init__.py").unlink()
     os.rmdir(site / "pkg" / "tests")
-    rewrite.transform.write(record, tmp_path / "RECORD.new")
+    with open(record, "rb") as source, open(tmp_path / "RECORD.new", "xb") as destination:
+        rewrite.transform.write(source, destination)
 
     written = (tmp_path / "RECORD.new").read_bytes()
     assert odd_row in written, written

@@ -57,8 +57,12 @@ def test_scratch_folders_nobody_holds_are_swept(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     stale = tmp_path / f"venvprune-unit-{os.getpid()}-abc"  # a live pid, but no lock: the run that made it is gone
     stale.mkdir()
+    os.utime(stale, (0, 0))  # and old: a folder just made may be another run's, before it takes its lock
+    fresh = tmp_path / "venvprune-unit-4194399-new"
+    fresh.mkdir()
     held = tmp_path / "venvprune-unit-4194399-abc"  # a pid that does not exist here, but its lock is held
     held.mkdir()
+    os.utime(held, (0, 0))
     other_kind = tmp_path / "venvprune-other-4194399-abc"
     other_kind.mkdir()
     holder = os.open(held, os.O_RDONLY | os.O_DIRECTORY)  # another open file: flock(2) sees another holder
@@ -66,7 +70,7 @@ def test_scratch_folders_nobody_holds_are_swept(tmp_path: Path, monkeypatch: pyt
         fcntl.flock(holder, fcntl.LOCK_EX)
         made = scratch.make("unit")
         assert made.parent == tmp_path and made.name.startswith(f"venvprune-unit-{os.getpid()}-")
-        assert not stale.exists() and held.exists() and other_kind.exists()
+        assert not stale.exists() and held.exists() and other_kind.exists() and fresh.exists()
         scratch.make("unit")
         assert made.exists(), "a folder this process holds was swept"
     finally:

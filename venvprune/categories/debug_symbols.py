@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from venvprune import elf
 from venvprune.plan import Action, ActionKind, CategoryResult, Kept
@@ -24,8 +25,10 @@ LEFT_IN_PLACE = "symbol/debug sections between segments stay where they are"
 class StripDebugSymbols:
     facts: elf.ElfFacts
 
-    def write(self, source: Path, destination: Path) -> None:
-        elf.write_stripped(source, destination, self.facts)
+    path: Path  # the file it was planned for, to name it in errors
+
+    def write(self, source: BinaryIO, destination: BinaryIO) -> None:
+        elf.copy_stripped(source.fileno(), destination.fileno(), self.facts, self.path)
 
 
 class DebugSymbols:
@@ -52,7 +55,7 @@ class DebugSymbols:
                         bytes_saved=facts.bytes_saved,
                         files=0,
                         distribution=inventory.owner_of(entry.path),
-                        transform=StripDebugSymbols(facts),
+                        transform=StripDebugSymbols(facts, entry.path),
                     )
                 )
             if facts.left_in_place:

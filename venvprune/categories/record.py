@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from venvprune import records
 from venvprune.plan import Action, ActionKind, CategoryResult, Phase, ancestors
@@ -27,8 +28,8 @@ class RewriteRecord:
     dropped: frozenset[str]
     rehashed: frozenset[str]
 
-    def write(self, source: Path, destination: Path) -> None:
-        data = source.read_bytes()
+    def write(self, source: BinaryIO, destination: BinaryIO) -> None:
+        data = source.read()
         remaining: list[records.Row] = []
         for row in records.parse(data):
             rel = row.normalised_path
@@ -39,8 +40,7 @@ class RewriteRecord:
             if rel in self.rehashed and full.is_file() and not full.is_symlink():
                 row = row.with_content(records.hash_file(full), full.stat().st_size)
             remaining.append(row)
-        with open(destination, "wb") as handle:
-            handle.write(records.dump(remaining, records.line_ending(data)))
+        destination.write(records.dump(remaining, records.line_ending(data)))
 
 
 class Record:

@@ -92,7 +92,8 @@ class Report:
     actions: tuple[ActionRow, ...]
     errors: tuple[tuple[str, str], ...]
     recovery: str | None
-    recovery_problems: tuple[tuple[str, str, str | None], ...]  # (path, what happened, where the original is kept)
+    # Originals a recovery (or this run's rollback) could not put back: (path, what happened, where it is kept).
+    recovery_problems: tuple[tuple[str, str, str | None], ...]
     verification: VerificationRow | None
     verify_skipped: str | None  # why there was no verification (a dry run has none and no reason)
     timings: tuple[tuple[str, float], ...]
@@ -201,7 +202,9 @@ def build_report(outcome: Outcome) -> Report:
         recovery=recovery,
         recovery_problems=tuple(
             (display_path(left.path), left.message, str(left.kept_at) if left.kept_at else None)
-            for left in (outcome.recovery.left_aside if outcome.recovery is not None else ())
+            for undone in (outcome.recovery, outcome.rollback)
+            if undone is not None
+            for left in undone.left_aside
         ),
         verification=verification,
         verify_skipped=outcome.verify_skipped,

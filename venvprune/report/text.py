@@ -31,7 +31,12 @@ def render_summary_line(report: Report) -> str:
         if report.recovery_problems:
             parts.append(f"{len(report.recovery_problems)} originals not restored (see above)")
         if report.status == "check-failed":
-            parts = ["verification failed, everything restored"]
+            kept = len(report.recovery_problems)
+            parts = [
+                f"verification failed, restored except {kept} originals kept aside (see above)"
+                if kept
+                else "verification failed, everything restored"
+            ]
     return f"{head}, {', '.join(parts)}"
 
 

@@ -13,10 +13,15 @@ import fcntl
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 # Open lock descriptors of the folders this process made: closed, and the lock released, when it exits or dies.
 _held: dict[Path, int] = {}
+
+
+# A folder is made, then locked: one younger than this may be another run's, between the two steps.
+_STALE_AFTER = 60.0
 
 
 def make(kind: str) -> Path:
@@ -50,7 +55,8 @@ def _sweep(prefix: str) -> None:
         with contextlib.suppress(OSError):
             fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
-                if os.fstat(fd).st_uid != os.geteuid():
+                st = os.fstat(fd)
+                if st.st_uid != os.geteuid() or time.time() - st.st_mtime < _STALE_AFTER:
                     continue
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a live run: BlockingIOError, left alone
                 shutil.rmtree(entry, ignore_errors=True)  # rmtree does not follow symlinks inside it
