@@ -29,12 +29,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from measure import broken, elf_files, gnu_strip, import_each, tool_version, top_level_modules
+
 REPO = Path(__file__).resolve().parent.parent
-ELF_MAGIC = b"\x7fELF"
 NO_BINUTILS_PATH = "/nonexistent"  # the child is started by absolute path; nothing else is found on PATH
 
 
@@ -57,7 +57,7 @@ def main() -> int:
     if strip is None:
         parser.error("GNU strip must be on PATH for the comparison (venvprune itself never needs it)")
     workdir = Path(tempfile.mkdtemp(prefix="strip-benchmark-", dir=args.workdir or venv.parent))
-    results: dict[str, Any] = {"venv": str(venv), "strip": _version(strip), "runs": []}
+    results: dict[str, Any] = {"venv": str(venv), "strip": tool_version(strip), "runs": []}
     try:
         venv_bytes = _tree_bytes(venv)
         results["venv_bytes"] = venv_bytes
@@ -80,12 +80,12 @@ def _one_run(
     gnu_copy, vp_copy = workdir / f"gnu-{run}", workdir / f"venvprune-{run}"
     for copy in (gnu_copy, vp_copy):
         subprocess.run(["cp", "-a", str(venv), str(copy)], check=True)
-    gnu_files, vp_files = _elf_files(gnu_copy), _elf_files(vp_copy)
+    gnu_files, vp_files = elf_files(gnu_copy), elf_files(vp_copy)
     before = _sizes(gnu_files)
     record: dict[str, Any] = {"run": run + 1, "elf_files": len(gnu_files), "elf_bytes": sum(before)}
 
     def gnu() -> None:
-        record["gnu"] = _gnu_strip(strip, gnu_files)
+        record["gnu"] = gnu_strip(strip, gnu_files)
 
     def venvprune() -> None:
         record["venvprune"] = _venvprune_child(vp_files, workdir / f"list-{run}.txt")
@@ -98,26 +98,17 @@ def _one_run(
     record["venvprune"]["bytes_saved_on_disk"] = sum(before) - sum(_sizes(vp_files))
 
     if run == 0 and not args.no_imports:
-        modules = _top_level_modules(venv)
-        baseline = _import_all(venv, modules, args.jobs)
+        modules = top_level_modules(venv)
+        baseline = import_each(venv, modules, args.jobs)
         results["imports"] = {
             "modules": len(modules),
             "baseline_failures": sorted(m for m, ok in baseline.items() if not ok),
-            "broken_by_gnu_strip": _broken(baseline, _import_all(gnu_copy, modules, args.jobs)),
-            "broken_by_venvprune": _broken(baseline, _import_all(vp_copy, modules, args.jobs)),
+            "broken_by_gnu_strip": broken(baseline, import_each(gnu_copy, modules, args.jobs)),
+            "broken_by_venvprune": broken(baseline, import_each(vp_copy, modules, args.jobs)),
         }
     shutil.rmtree(gnu_copy)
     shutil.rmtree(vp_copy)
     return record
-
-
-def _gnu_strip(strip: str, files: list[Path]) -> dict[str, Any]:
-    start = time.perf_counter()
-    failures = 0
-    for batch in _batches([str(f) for f in files]):  # like find's "-exec strip {} +"
-        result = subprocess.run([strip, *batch], capture_output=True, check=False)
-        failures += result.returncode != 0
-    return {"seconds": time.perf_counter() - start, "failed_batches": failures}
 
 
 def _venvprune_child(files: list[Path], listing: Path) -> dict[str, Any]:
@@ -207,85 +198,6 @@ def _cli_run(venv: Path, workdir: Path) -> dict[str, Any]:
     }
 
 
-def _top_level_modules(venv: Path) -> list[str]:
-    """Top-level import names: from top_level.txt where a distribution ships one, else from RECORD."""
-    names: set[str] = set()
-    for site_packages in venv.glob("lib/python*/site-packages"):
-        for dist_info in site_packages.glob("*.dist-info"):
-            top_level = dist_info / "top_level.txt"
-            if top_level.is_file():
-                names.update(line.strip() for line in top_level.read_text().splitlines() if line.strip())
-                continue
-            record = dist_info / "RECORD"
-            if record.is_file():
-                names.update(_record_top_level(record))
-    # Private helpers and venv plumbing are not what users import.
-    return sorted(
-        n
-        for n in names
-        if n.isidentifier() and not n.startswith("_") and n not in ("pip", "setuptools", "pkg_resources")
-    )
-
-
-def _record_top_level(record: Path) -> set[str]:
-    names = set()
-    for line in record.read_text().splitlines():
-        path = line.split(",")[0]
-        first = path.split("/")[0]
-        if not first or first.endswith((".dist-info", ".data")) or first.startswith(".."):
-            continue
-        if "/" in path and path.endswith("__init__.py") and path.count("/") == 1:
-            names.add(first)
-        elif "/" not in path and path.endswith(".py"):
-            names.add(first[:-3])
-        elif "/" not in path and path.endswith(".so"):
-            names.add(first.split(".")[0])  # an extension module at the top: name.cpython-311-....so
-    return names
-
-
-def _import_all(venv: Path, modules: list[str], jobs: int) -> dict[str, bool]:
-    python = venv / "bin" / "python"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "LANG": "C.UTF-8",
-        "HOME": tempfile.gettempdir(),
-    }
-
-    def one(module: str) -> tuple[str, bool]:
-        try:
-            result = subprocess.run(
-                [str(python), "-c", f"import {module}"],
-                env=env,
-                capture_output=True,
-                timeout=600,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return module, False
-        return module, result.returncode == 0
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return dict(pool.map(one, modules))
-
-
-def _broken(baseline: dict[str, bool], after: dict[str, bool]) -> list[str]:
-    return sorted(m for m, ok in baseline.items() if ok and not after.get(m, False))
-
-
-def _elf_files(root: Path) -> list[Path]:
-    found = []
-    for directory, _, files in os.walk(root):
-        for name in files:
-            path = Path(directory, name)
-            if path.is_symlink() or not path.is_file():
-                continue
-            with open(path, "rb") as handle:
-                if handle.read(4) == ELF_MAGIC:
-                    found.append(path)
-    return sorted(found)
-
-
 def _sizes(files: list[Path]) -> list[int]:
     return [f.stat().st_size for f in files]
 
@@ -296,22 +208,6 @@ def _tree_bytes(root: Path) -> int:
     )
 
 
-def _batches(items: list[str], limit: int = 100_000) -> list[list[str]]:
-    batches: list[list[str]] = [[]]
-    length = 0
-    for item in items:
-        if batches[-1] and length + len(item) + 1 > limit:
-            batches.append([])
-            length = 0
-        batches[-1].append(item)
-        length += len(item) + 1
-    return batches
-
-
-def _version(tool: str) -> str:
-    return subprocess.run([tool, "--version"], capture_output=True, text=True, check=False).stdout.split("\n")[0]
-
-
 def _summarise(results: dict[str, Any]) -> None:
     runs = results["runs"]
     gnu = statistics.median(r["gnu"]["seconds"] for r in runs)
@@ -319,8 +215,8 @@ def _summarise(results: dict[str, Any]) -> None:
     results["median_seconds"] = {"gnu": gnu, "venvprune": vp, "ratio": vp / gnu}
 
 
-def _import_row(tool: str, broken: list[str]) -> str:
-    return f"| {tool} | {len(broken)}: {', '.join(broken) or '-'} |"
+def _import_row(tool: str, modules: list[str]) -> str:
+    return f"| {tool} | {len(modules)}: {', '.join(modules) or '-'} |"
 
 
 def _mb(value: int) -> str:
