@@ -256,6 +256,20 @@ def run_measured(
     )
 
 
+def venvprune_environment(repo: Path, private_tmp: Path | None) -> dict[str, str]:
+    """The environment for a venvprune run of this checkout, its temporary folders in *private_tmp*.
+
+    A private TMPDIR keeps other programs on a shared machine away from venvprune's scratch folders (and this run's
+    away from theirs): another venvprune's sweep of stale ``/tmp/venvprune-*`` folders must not decide the result.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    env["PYTHONPATH"] = str(repo)  # this checkout's venvprune, whatever the interpreter has installed
+    if private_tmp is not None:
+        private_tmp.mkdir(exist_ok=True)
+        env["TMPDIR"] = str(private_tmp)
+    return env
+
+
 def machine() -> dict[str, Any]:
     """Cores, the CPUs this process may use, the cgroup CPU quota, CPU model, kernel, load, memory."""
     model = ""

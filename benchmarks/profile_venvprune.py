@@ -30,6 +30,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from measure import venvprune_environment
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 MODES = {"no-verify": ("--no-verify",), "dry-run": ("--dry-run",), "default": ()}
@@ -93,12 +95,6 @@ def _venvprune(mode: str, copy: Path, *wrapper_options: str) -> list[str]:
     return [sys.executable, str(HERE / "inprocess.py"), *wrapper_options, "--", *MODES[mode], str(copy)]
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
 def _sampled_run(py_spy: str, venv: Path, workdir: Path, mode: str, rate: int, samples: Path) -> dict[str, Any]:
     copy = _fresh_copy(venv, workdir)
     memory_file = workdir / "memory.json"
@@ -116,7 +112,14 @@ def _sampled_run(py_spy: str, venv: Path, workdir: Path, mode: str, rate: int, s
         "--",
         *_venvprune(mode, copy, "--memory", str(memory_file)),
     ]
-    subprocess.run(command, cwd=workdir, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        command,
+        cwd=workdir,
+        env=venvprune_environment(REPO, workdir / "tmp"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
     shutil.rmtree(copy)
     memory: dict[str, Any] = json.loads(memory_file.read_text())
     return memory
@@ -126,7 +129,14 @@ def _traced_run(venv: Path, workdir: Path, mode: str) -> dict[str, Any]:
     copy = _fresh_copy(venv, workdir)
     trace_file = workdir / "trace.json"
     command = _venvprune(mode, copy, "--tracemalloc", str(trace_file))
-    subprocess.run(command, cwd=workdir, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        command,
+        cwd=workdir,
+        env=venvprune_environment(REPO, workdir / "tmp"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
     shutil.rmtree(copy)
     traced: dict[str, Any] = json.loads(trace_file.read_text())
     return traced

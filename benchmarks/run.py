@@ -32,6 +32,7 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -88,6 +89,8 @@ PROFILE_MAX = Contender("profile-max", "`venvprune --profile max`", ("--profile"
 
 def main() -> int:
     args = _parse_args()
+    # Stopped with SIGTERM, still delete the copies (the finally below).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     _ensure_venvprune_importable(args.cache_dir)
     contenders = _contenders(args.contender)
     strip = shutil.which("strip")
@@ -190,7 +193,11 @@ def _contenders(only: Sequence[str] | None) -> list[Contender]:
 def _venvprune_has_profile_max() -> bool:
     """Detected, not assumed: ``--profile`` with a ``max`` choice in ``venvprune --help``."""
     completed = subprocess.run(
-        [sys.executable, "-m", "venvprune", "--help"], capture_output=True, text=True, env=_env(), check=False
+        [sys.executable, "-m", "venvprune", "--help"],
+        capture_output=True,
+        text=True,
+        env=measure.venvprune_environment(REPO, None),
+        check=False,
     )
     block = re.search(r"--profile\b.*?(?=\n  -|\Z)", completed.stdout, re.DOTALL)
     return block is not None and re.search(r"\bmax\b", block.group(0)) is not None
@@ -280,7 +287,9 @@ def _run_venvprune(contender: Contender, copy: Path, workdir: Path) -> dict[str,
     ]
     scratch = Path(tempfile.mkdtemp(prefix="cwd-", dir=workdir))  # no pyproject.toml to pick settings from
     try:
-        finished = measure.run_measured(command, scratch, _env(), sample_descendants=True)
+        finished = measure.run_measured(
+            command, scratch, measure.venvprune_environment(REPO, workdir / "tmp"), sample_descendants=True
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     memory = json.loads(memory_file.read_text()) if memory_file.exists() else {}
@@ -299,12 +308,6 @@ def _run_venvprune(contender: Contender, copy: Path, workdir: Path) -> dict[str,
         result["output_tail"] = finished.output[-2000:]
         print(f"  {contender.key} exited {finished.exit_code}:\n{finished.output[-2000:]}", file=sys.stderr)
     return result
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
-    env["PYTHONPATH"] = str(REPO)  # this checkout's venvprune, whatever the interpreter has installed
-    return env
 
 
 def _venv_python_version(venv: Path) -> str:
