@@ -96,7 +96,7 @@ def main() -> int:
     strip = shutil.which("strip")
     if strip is None:
         contenders = [c for c in contenders if c.key != GNU_STRIP.key]
-        print("GNU strip is not on PATH: the gnu-strip contender is left out (the chain's strip step fails)")
+        print("GNU strip is not on PATH: the gnu-strip contender is left out", file=sys.stderr)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
     results: dict[str, Any] = {
@@ -115,7 +115,8 @@ def main() -> int:
     except references.CacheError as exc:
         print(f"run.py: {exc}", file=sys.stderr)
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix="work-", dir=args.cache_dir))
+    workdir = Path(tempfile.mkdtemp(prefix="venvprune-benchmark-", dir=args.workdir or args.cache_dir))
+    results["copies_in"] = _file_system(workdir)
     try:
         for name, venv in targets:
             print(f"== {name}: {venv}", file=sys.stderr)
@@ -143,6 +144,9 @@ def _parse_args() -> argparse.Namespace:
         "--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"reference venvs (default {DEFAULT_CACHE})"
     )
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where results.md and results.json go")
+    parser.add_argument(
+        "--workdir", type=Path, help="where the copies go (default: in the cache folder, on the same file system)"
+    )
     parser.add_argument("--python", default=shutil.which("python3.11") or sys.executable, help="builds the venvs")
     parser.add_argument("--torch-index-url", help="extra index for the CPU torch wheel (PyPI's default is CUDA)")
     parser.add_argument(
@@ -310,6 +314,17 @@ def _run_venvprune(contender: Contender, copy: Path, workdir: Path) -> dict[str,
     return result
 
 
+def _file_system(path: Path) -> str:
+    """``ext4 (discard)`` or ``tmpfs``: deleting many files costs what the file system makes it cost."""
+    completed = subprocess.run(
+        ["findmnt", "-n", "-o", "FSTYPE,OPTIONS", "-T", str(path)], capture_output=True, text=True, check=False
+    )
+    fields = completed.stdout.split()
+    if not fields:
+        return "unknown"
+    return f"{fields[0]} (discard)" if len(fields) > 1 and "discard" in fields[1].split(",") else fields[0]
+
+
 def _venv_python_version(venv: Path) -> str:
     completed = subprocess.run(
         [str(venv / "bin" / "python"), "-I", "-c", "import platform; print(platform.python_version())"],
@@ -377,7 +392,7 @@ def render(results: dict[str, Any]) -> str:
         + (f", {m['load_average_at_end'][0]} at the end" if "load_average_at_end" in m else "")
         + f". Benchmark and venvprune on Python {results['tool_python']}; venvprune {results['venvprune_commit']}; "
         f"{results['strip'] or 'no GNU strip'}. Wall time: median of {results['rounds']} round(s), each contender "
-        "on a fresh `cp -a` copy, order rotating per round.",
+        f"on a fresh `cp -a` copy (on {results.get('copies_in', 'the cache file system')}), order rotating per round.",
     ]
     if results.get("note"):
         lines += ["", f"Note: {results['note']}"]
