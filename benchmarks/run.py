@@ -237,7 +237,7 @@ def _bench_venv(
         "path": str(venv),
         "python": _venv_python_version(venv),
         "distributions": references.distributions(venv),
-        "before": {"bytes": measure.du_bytes(venv), "files": measure.count_files(venv)},
+        "before": {},  # measured on the first copy: directory sizes differ between file systems (tmpfs, ext4)
         "modules": modules,
         "failing_before": sorted(m for m, ok in baseline.items() if not ok),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
@@ -249,6 +249,8 @@ def _bench_venv(
             copy = workdir / f"{contender.key}-{number}"
             subprocess.run(["cp", "-a", str(venv), str(copy)], check=True)
             os.sync()  # write back the copy now, so no contender pays for writes it did not make
+            if not record["before"]:
+                record["before"] = {"bytes": measure.du_bytes(copy), "files": measure.count_files(copy)}
             result = _run(contender, copy, workdir, strip)
             result["round"] = number + 1
             result["size_after"] = measure.du_bytes(copy)
