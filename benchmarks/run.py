@@ -103,7 +103,9 @@ def main() -> int:
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": measure.machine(),
         "tool_python": platform.python_version(),
-        "venvprune_commit": _git(["rev-parse", "--short", "HEAD"]),
+        # The code measured: the last commit that changed venvprune/ (and whether it has changed since).
+        "venvprune_commit": _git(["log", "-1", "--format=%h", "--", "venvprune"]),
+        "venvprune_modified": bool(_git(["status", "--porcelain", "--", "venvprune"])),
         "strip": measure.tool_version(strip) if strip else None,
         "rounds": args.rounds,
         "note": args.note,
@@ -392,7 +394,9 @@ def render(results: dict[str, Any]) -> str:
         f"Machine: {m['cores']} cores ({m['usable_cpus']} usable{quota}), {m['cpu_model']}, {m['memory_gib']} GiB, "
         f"Linux {m['kernel']}; load average {m['load_average'][0]} at the start"
         + (f", {m['load_average_at_end'][0]} at the end" if "load_average_at_end" in m else "")
-        + f". Benchmark and venvprune on Python {results['tool_python']}; venvprune {results['venvprune_commit']}; "
+        + f". Benchmark and venvprune on Python {results['tool_python']}; venvprune {results['venvprune_commit']}"
+        + (" with uncommitted changes" if results.get("venvprune_modified") else "")
+        + "; "
         f"{results['strip'] or 'no GNU strip'}. Wall time: median of {results['rounds']} round(s), each contender "
         f"on a fresh `cp -a` copy (on {results.get('copies_in', 'the cache file system')}), order rotating per round.",
     ]
