@@ -141,7 +141,9 @@ def _parse_args() -> argparse.Namespace:
         help="what to prune (repeatable; default: all three, or only a tiny synthetic tree with --quick)",
     )
     parser.add_argument("--rounds", type=int, help="rounds of every contender (default 3, 1 with --quick)")
-    parser.add_argument("--quick", action="store_true", help=f"one round on a {QUICK_FILES:,}-file synthetic tree")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"one round on a {QUICK_FILES:,}-file synthetic tree, without syncs"
+    )
     parser.add_argument(
         "--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"reference venvs (default {DEFAULT_CACHE})"
     )
@@ -250,7 +252,8 @@ def _bench_venv(
         for contender in [*contenders[shift:], *contenders[:shift]]:
             copy = workdir / f"{contender.key}-{number}"
             subprocess.run(["cp", "-a", str(venv), str(copy)], check=True)
-            os.sync()  # write back the copy now, so no contender pays for writes it did not make
+            if not args.quick:  # a system-wide sync takes seconds on a busy machine: not for a smoke run
+                os.sync()  # write back the copy now, so no contender pays for writes it did not make
             if not record["before"]:
                 record["before"] = {"bytes": measure.du_bytes(copy), "files": measure.count_files(copy)}
             result = _run(contender, copy, workdir, strip)
