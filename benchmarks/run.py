@@ -5,15 +5,17 @@
 Reference venvs are built once into the cache folder (``--cache-dir``, default ``~/.cache/venvprune-benchmark``)
 and then only read; what is missing is built (see ``references.py``): **data**, **ML** and the **synthetic** trees of
 50,000, 100,000 and 200,000 files (the curve). Each round runs every contender, in an order that rotates from round
-to round, on a fresh ``cp -a`` copy made (and written back with ``sync``) just before it, so every contender finds
-the page cache warm and pays for no one else's writes:
+to round, on a fresh ``cp -a`` copy made (and written back with ``sync``, except with ``--quick``) just before it,
+in ``--workdir`` (default: the cache folder), so every contender finds the page cache warm and pays for no one
+else's writes:
 
 - ``chain``: the seed's seven-step ``find`` chain, verbatim, with ``/opt/venv`` replaced by the copy;
 - ``gnu-strip``: GNU strip (default mode) over every ELF file, found by magic before the clock starts;
 - venvprune ``--dry-run``, ``--no-verify``, the default, ``--only debug-symbols --no-verify``, and ``--profile max``
   when ``venvprune --help`` lists it.
 
-Recorded per contender: size after (``du -sb`` of the whole venv), files removed (files before minus after, the
+Recorded per contender: size after (``du -sb`` of the whole venv; the size before is taken on the first copy, on
+the same file system), files removed (files before minus after, the
 whole venv), wall time (median of the rounds), venvprune's own peak memory and the verification workers' (see
 ``inprocess.py``: exact ``getrusage`` high-water marks of venvprune's process and of its largest child, plus the
 sum of all its descendants' resident memory sampled from ``/proc`` every 50 ms), and the top-level modules that
