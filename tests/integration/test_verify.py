@@ -13,23 +13,29 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import pytest
-from click.testing import CliRunner
 
 from tests.site_builder import tree_digest
+from tests.venv_builder import (
+    NO_ELF,
+    Python,
+    compile_extension,
+    describe_python,
+    make_venv,
+    prune_json,
+    run,
+    site_packages,
+)
 from tests.wheel_builder import build_wheel
-from venvprune.cli import cli
 
 pytestmark = pytest.mark.integration
 
 PYTHON38 = Path("/root/.pyenv/versions/3.8.18/bin/python")
-NO_ELF = ("--exclude", "debug-symbols")  # the ELF category is exercised by its own tests
 
 RUNTIME_TESTS = {
     # The name is built at run time: the tests category cannot see this import, verification must.
@@ -53,68 +59,6 @@ HEALTHY_ENTRY_POINTS = "[console_scripts]\nokpkg-cli = okpkg.cli:main\n"
 PRE_BROKEN = {"prebroken/__init__.py": "raise RuntimeError('broken since it was installed')\n"}
 SEGFAULT = {"crashy/__init__.py": "import ctypes\nctypes.string_at(0)\n"}
 HANG = {"hangs/__init__.py": "while True:\n    pass\n"}
-
-
-def extension_source(name: str, body: str = "") -> str:
-    return textwrap.dedent(
-        f"""
-        #include <Python.h>
-        {body}
-        static struct PyModuleDef def = {{PyModuleDef_HEAD_INIT, "{name}", NULL, -1, NULL}};
-        PyMODINIT_FUNC PyInit_{name}(void) {{ return PyModule_Create(&def); }}
-        """
-    )
-
-
-@dataclass(frozen=True)
-class Python:
-    executable: Path
-    include: str
-    extension_suffix: str
-
-
-def describe_python(executable: Path) -> Python:
-    code = (
-        "import sysconfig, importlib.machinery as m\n"
-        "print(sysconfig.get_paths()['include']); print(m.EXTENSION_SUFFIXES[0])"
-    )
-    out = subprocess.run([str(executable), "-I", "-c", code], capture_output=True, text=True, check=True).stdout
-    include, suffix = out.split()
-    return Python(executable, include, suffix)
-
-
-def compile_extension(python: Python, work: Path, name: str, body: str = "", link: tuple[str, ...] = ()) -> bytes:
-    source = work / f"{name}.c"
-    source.write_text(extension_source(name, body))
-    output = work / f"{name}{python.extension_suffix}"
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-O0", f"-I{python.include}", str(source), "-o", str(output), *link], check=True
-    )
-    return output.read_bytes()
-
-
-def make_venv(python: Path, where: Path, wheels: list[Path]) -> Path:
-    """A venv without pip (so only the fixture's distributions are checked), the wheels installed offline."""
-    subprocess.run([str(python), "-m", "venv", "--without-pip", str(where)], check=True)
-    # The tool's pip installs for the venv's interpreter (pip --python): no pip inside the venv to check too.
-    # pip compiles bytecode; the bytecode category removes it, and the checks must not write it back.
-    pip = [sys.executable, "-m", "pip", "--python", str(where / "bin" / "python"), "--disable-pip-version-check"]
-    subprocess.run([*pip, "install", "-q", "--no-index", "--no-deps", *map(str, wheels)], check=True)
-    return where
-
-
-def site_packages(venv: Path) -> Path:
-    return next((venv / "lib").glob("python3*/site-packages"))
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def prune_json(*args: str) -> tuple[int, dict[str, Any], str]:
-    code, out, err = run(*NO_ELF, "--json", "-", "--jobs", "2", *args)
-    return code, json.loads(out), err
 
 
 @pytest.fixture(scope="module")
