@@ -1,7 +1,7 @@
 """The probe: discovery from metadata and disk, error descriptions, and the worker pool on tiny modules.
 
-The pool tests start real interpreters (this one) on modules written to ``tmp_path``; each takes well under a
-second except the hang, which waits for a one-second timeout.
+The pool tests start real interpreters (this one), running the probe archive, on modules written to ``tmp_path``;
+each takes well under a second except the hang, which waits for a one-second timeout.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from tests.site_builder import install_dist, make_site
-from venvprune.verify import probe
+from venvprune.verify.archive import probe_archive
 from venvprune.verify.checks import build_checks
+from venvprune.verify.probe import discovery, pool, tasks
 
 
 def elf_header(e_type: int = 3, interp: bool = False, machine: int = 62) -> bytes:
@@ -42,7 +43,7 @@ def test_importable_modules_from_record_and_top_level(tmp_path: Path) -> None:
         "shared/__init__.py": "",
     }
     install_dist(site, "pkg", files)
-    found = probe.importable_modules(str(site), list(files), ["pkg", "shared", "not-a-name", "missing"])
+    found = discovery.importable_modules(str(site), list(files), ["pkg", "shared", "not-a-name", "missing"])
     expected = ["nspace.child", "pkg", "shared", "single"]
     if any(s == suffix for s in __import__("importlib.machinery").machinery.EXTENSION_SUFFIXES):
         expected.insert(0, "fast")
@@ -60,22 +61,22 @@ def test_discover_lists_distributions_entry_points_and_libraries(tmp_path: Path)
     )
     (site / "foo" / "arm.so").write_bytes(elf_header(machine=183))  # another machine: test data, not loadable here
     (site / "foo" / "object.o.bin").write_bytes(elf_header(e_type=1))
-    found = probe.discover([str(site)])
+    found = discovery.discover([str(site)])
     [dist] = found["distributions"]
     assert (dist["name"], dist["version"], dist["modules"]) == ("Foo.Bar", "2.0", ["foo"])
     assert dist["entry_points"] == [("console_scripts", "foo", "foo.cli:main")]
     assert found["libraries"] == [[str(site / "foo/_lib.so"), "Foo.Bar"]]
 
-    discovery = build_checks(found, tmp_path)
-    ids = [c.id for c in discovery.checks]
+    listed = build_checks(found, tmp_path)
+    ids = [c.id for c in listed.checks]
     assert ids == [
         "metadata Foo.Bar",
         "import foo",
         "entry point console_scripts:foo = foo.cli:main",
         "dlopen lib/python3.11/site-packages/foo/_lib.so",
     ]
-    assert {c.task["bundle"] for c in discovery.checks[1:]} == {"foo"}  # imported once, then its entry points
-    assert all(c.distributions == ("foo-bar",) for c in discovery.checks)
+    assert {c.task["bundle"] for c in listed.checks[1:]} == {"foo"}  # imported once, then its entry points
+    assert all(c.distributions == ("foo-bar",) for c in listed.checks)
 
 
 def test_describe_exception_names_files_libraries_and_modules(tmp_path: Path) -> None:
@@ -85,30 +86,30 @@ def test_describe_exception_names_files_libraries_and_modules(tmp_path: Path) ->
         except OSError as exc:
             raise ModuleNotFoundError("No module named 'foo.tests'", name="foo.tests") from exc
     except ModuleNotFoundError as exc:
-        described = probe.describe_exception(exc)
+        described = tasks.describe_exception(exc)
     assert described["error"] == "ModuleNotFoundError: No module named 'foo.tests'"
     assert "/venv/lib/site-packages/foo/data.json" in described["files"]
     assert described["modules"] == ["foo.tests"]
     assert described["frames"] == [__file__]
-    files, libraries, modules = probe.names_in_text("ImportError: libpq.so.5: cannot open shared object file")
+    files, libraries, modules = tasks.names_in_text("ImportError: libpq.so.5: cannot open shared object file")
     assert (files, libraries, modules) == ([], ["libpq.so.5"], [])
 
 
 def test_entry_points_split_at_the_last_dot_and_skip_missing_optional_hosts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert probe.run_task({"id": "a", "kind": "entry_point", "value": "json:dumps"})["ok"]
-    assert probe.run_task({"id": "b", "kind": "entry_point", "value": "json.JSONDecoder [extra]"})["ok"]
-    missing = probe.run_task({"id": "c", "kind": "entry_point", "value": "email.venvprune_no_such_plugin:x"})
+    assert tasks.run_task({"id": "a", "kind": "entry_point", "value": "json:dumps"})["ok"]
+    assert tasks.run_task({"id": "b", "kind": "entry_point", "value": "json.JSONDecoder [extra]"})["ok"]
+    missing = tasks.run_task({"id": "c", "kind": "entry_point", "value": "email.venvprune_no_such_plugin:x"})
     assert not missing["ok"]  # its package is installed: a missing submodule is a failure
-    own = probe.run_task({"id": "d", "kind": "entry_point", "value": "venvprune_absent_package.plugin:Plugin"})
+    own = tasks.run_task({"id": "d", "kind": "entry_point", "value": "venvprune_absent_package.plugin:Plugin"})
     assert not own["ok"]  # its own package is missing: a failure
-    attr = probe.run_task({"id": "e", "kind": "entry_point", "value": "json:no_such_attribute"})
+    attr = tasks.run_task({"id": "e", "kind": "entry_point", "value": "json:no_such_attribute"})
     assert not attr["ok"] and attr["error"].startswith("AttributeError")
     # A plugin for a host that is not installed (pytest11 without pytest) is skipped, not failed.
     (tmp_path / "plugin_for_absent_host.py").write_text("import venvprune_absent_host\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    skipped = probe.run_task({"id": "f", "kind": "entry_point", "value": "plugin_for_absent_host:Plugin"})
+    skipped = tasks.run_task({"id": "f", "kind": "entry_point", "value": "plugin_for_absent_host:Plugin"})
     assert skipped["ok"]
     assert skipped["value"] == {
         "skipped": "needs venvprune_absent_host, which is not installed (an optional dependency)"
@@ -116,10 +117,10 @@ def test_entry_points_split_at_the_last_dot_and_skip_missing_optional_hosts(
 
 
 def test_metadata_check_compares_with_the_expectation(tmp_path: Path) -> None:
-    ok = probe.run_task({"id": "m", "kind": "metadata", "dist": "pytest"})
+    ok = tasks.run_task({"id": "m", "kind": "metadata", "dist": "pytest"})
     assert ok["ok"] and "pytest" in ok["value"]["packages"]
     wrong = dict(ok["value"], version="0.0")
-    changed = probe.run_task({"id": "m", "kind": "metadata", "dist": "pytest", "expect": wrong})
+    changed = tasks.run_task({"id": "m", "kind": "metadata", "dist": "pytest", "expect": wrong})
     assert not changed["ok"] and "was '0.0'" in changed["error"]
 
 
@@ -144,11 +145,13 @@ def modules(tmp_path: Path) -> Path:
 def run(
     modules: Path, tmp_path: Path, names: list[str], jobs: int = 2, timeout: float = 30.0, pycache: str | None = None
 ) -> dict[str, dict[str, Any]]:
-    tasks = [{"id": n, "kind": "import", "name": n, "bundle": "one"} for n in names]
+    work = [{"id": n, "kind": "import", "name": n, "bundle": "one"} for n in names]
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
-    return probe.run_tasks(
-        sys.executable, probe.__file__, tasks, jobs, timeout, [str(modules)], str(scratch), pycache=pycache
+    archive = tmp_path / "probe.pyz"
+    archive.write_bytes(probe_archive())
+    return pool.run_tasks(
+        sys.executable, str(archive), work, jobs, timeout, [str(modules)], str(scratch), pycache=pycache
     )
 
 
@@ -186,12 +189,12 @@ def test_workers_write_no_bytecode_into_the_tree(modules: Path, tmp_path: Path) 
 def test_imports_run_isolated_with_no_ca_bundle_override_and_scratch_home(
     modules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in probe.CA_BUNDLE_VARIABLES:
+    for name in pool.CA_BUNDLE_VARIABLES:
         monkeypatch.setenv(name, "/etc/ssl/certs/ca-certificates.crt")  # would hide a deleted certifi/cacert.pem
     monkeypatch.setenv("HOME", str(tmp_path / "real-home"))
     (modules / "hygiene.py").write_text(
         "import os, sys\n"
-        f"assert not [v for v in {probe.CA_BUNDLE_VARIABLES!r} if v in os.environ]\n"
+        f"assert not [v for v in {pool.CA_BUNDLE_VARIABLES!r} if v in os.environ]\n"
         "assert sys.flags.isolated and sys.flags.no_user_site and sys.flags.dont_write_bytecode\n"
         "assert os.listdir(os.getcwd()) == [], os.listdir(os.getcwd())\n"
         f"assert os.environ['HOME'] != {str(tmp_path / 'real-home')!r}\n"

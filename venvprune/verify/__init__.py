@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from venvprune.plan import ActionKind, FileIndex, Phase
 from venvprune.verify.bytecode import BytecodeCache, compile_sample, scale_to_all
+from venvprune.verify.changes import Transaction
 from venvprune.verify.checks import Check, Discovery, Result, Runner, VerifyError, smoke_check
 from venvprune.verify.checks import bundle_uses as _bundle_uses
 from venvprune.verify.checks import bundle_weights as _bundle_weights
@@ -33,7 +34,6 @@ from venvprune.verify.heal import Attribution, heal
 from venvprune.verify.manifest import CHECKER_NAME, MANIFEST_NAME, checker_bytes, manifest_bytes, manifest_dir
 
 if TYPE_CHECKING:
-    from venvprune.apply import Transaction
     from venvprune.plan import Plan
     from venvprune.target import Target
 

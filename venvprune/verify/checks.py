@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from venvprune.errors import VenvpruneError
-from venvprune.verify import probe
 from venvprune.verify import scratch as scratch_folders
+from venvprune.verify.archive import probe_archive
+from venvprune.verify.probe.discovery import canonical_name
+from venvprune.verify.probe.pool import hygienic_environment, run_tasks
+from venvprune.verify.probe.tasks import names_in_text
 
 METADATA_BUNDLE = "(metadata)"
 LIBRARIES_BUNDLE = "(libraries)"
@@ -92,7 +95,7 @@ def build_checks(found: Mapping[str, Any], root: Path, check_modules: Sequence[s
     first_module: dict[str, str] = {}  # distribution -> the bundle its libraries join
     distributions = sorted(found["distributions"], key=lambda d: -int(d.get("files", 0)))  # heaviest first
     for dist in distributions:
-        name = probe.canonical_name(dist["name"])
+        name = canonical_name(dist["name"])
         for module in dist["modules"]:
             module_owners.setdefault(module.split(".")[0], []).append(name)
             first_module.setdefault(name, module.split(".")[0])
@@ -106,17 +109,17 @@ def build_checks(found: Mapping[str, Any], root: Path, check_modules: Sequence[s
             checks[check.id] = Check(existing.id, existing.kind, existing.task, owners, existing.subject)
 
     for dist in distributions:
-        name = probe.canonical_name(dist["name"])
+        name = canonical_name(dist["name"])
         metadata_id = f"metadata {dist['name']}"
         add(Check(metadata_id, "metadata", _task(metadata_id, "metadata", METADATA_BUNDLE, dist=dist["name"]), (name,)))
     for dist in distributions:
-        name = probe.canonical_name(dist["name"])
+        name = canonical_name(dist["name"])
         for module in dist["modules"]:
             add(_import_check(module, (name,)))
     for module in check_modules:
         add(_import_check(module, tuple(module_owners.get(module.split(".")[0], ()))))
     for dist in distributions:
-        name = probe.canonical_name(dist["name"])
+        name = canonical_name(dist["name"])
         for group, ep_name, value in dist["entry_points"]:
             top = value.split(":")[0].strip().split(".")[0]
             bundle = top if top in module_owners else f"(entry points of {name})"
@@ -124,7 +127,7 @@ def build_checks(found: Mapping[str, Any], root: Path, check_modules: Sequence[s
             add(Check(check_id, "entry_point", _task(check_id, "entry_point", bundle, value=value), (name,)))
     for path, owner in found["libraries"]:
         library = Path(path)
-        owner_name = probe.canonical_name(owner) if owner else None
+        owner_name = canonical_name(owner) if owner else None
         check_id = f"dlopen {_relative(library, root)}"
         bundle = first_module.get(owner_name, LIBRARIES_BUNDLE) if owner_name else LIBRARIES_BUNDLE
         owners = (owner_name,) if owner_name else ()
@@ -167,10 +170,10 @@ class Runner:
         self.jobs = jobs
         self.timeout = timeout
         self.scratch = scratch_folders.make("verify")
-        self.probe = self.scratch / "probe.py"
+        self.probe = self.scratch / "probe.pyz"
         self.compile_seconds = 0.0
-        # A copy, not the installed file: nothing of venvprune's is importable by the target, by design (-I).
-        self.probe.write_bytes(probe_source())
+        # A copy, not the installed package: nothing of venvprune's is importable by the target, by design (-I).
+        self.probe.write_bytes(probe_archive())
 
     def __enter__(self) -> Runner:
         return self
@@ -181,7 +184,7 @@ class Runner:
     def discover(self, check_modules: Sequence[str] = ()) -> Discovery:
         out = self.scratch / "discovery.json"
         with self._fresh_scratch("discover") as scratch:
-            env = probe.hygienic_environment(dict(os.environ), str(scratch))
+            env = hygienic_environment(dict(os.environ), str(scratch))
             try:
                 completed = subprocess.run(
                     [str(self.interpreter), "-I", "-B", str(self.probe), "discover", str(out), *self.site_dirs],
@@ -236,7 +239,7 @@ class Runner:
                             "cache": str(scratch / "compiled"),
                         }
                     )
-                raw = probe.run_tasks(
+                raw = run_tasks(
                     str(self.interpreter),
                     str(self.probe),
                     tasks,
@@ -265,7 +268,7 @@ class Runner:
     def _smoke(self, command: str) -> Result:
         """A user's command, through the shell, with the venv's bin first on PATH; exit status 0 is healthy."""
         with self._fresh_scratch("smoke") as scratch:
-            env = probe.hygienic_environment(dict(os.environ), str(scratch))
+            env = hygienic_environment(dict(os.environ), str(scratch))
             env["HOME"] = os.environ.get("HOME", env["HOME"])  # the user's command may need their configuration
             env["PATH"] = os.pathsep.join([str(self.interpreter.parent), os.environ.get("PATH", os.defpath)])
             env["VIRTUAL_ENV"] = str(self.root)
@@ -290,7 +293,7 @@ class Runner:
         if process.returncode == 0:
             return Result(True, seconds=seconds)
         text = output.decode("utf-8", "replace")
-        files, libraries, modules = probe.names_in_text(text)
+        files, libraries, modules = names_in_text(text)
         last = (text.strip().splitlines() or ["no output"])[-1]
         return Result(
             False,
@@ -309,10 +312,6 @@ class Runner:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def probe_source() -> bytes:
-    return Path(probe.__file__).read_bytes()
 
 
 def bundle_weights(checks: Iterable[Check], results: Mapping[str, Result]) -> dict[str, float]:

@@ -15,28 +15,18 @@ putting originals back cannot break what passed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
-from venvprune.apply import FileError
 from venvprune.plan import Action, Phase
+from venvprune.verify.changes import ChangeError, Changes
 from venvprune.verify.checks import Check, Result
 from venvprune.verify.compare import describe
 
 NAMED, DISTRIBUTION, TRACEBACK, EVERYTHING = range(4)
 _EXTENSION_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
-
-
-class Transaction(Protocol):
-    """What healing needs of :class:`venvprune.apply.Transaction` (a fake in the unit tests)."""
-
-    def executed(self) -> tuple[Action, ...]: ...
-
-    def restore(self, actions: Iterable[Action]) -> list[FileError]: ...
-
-    def redo(self, actions: Iterable[Action]) -> list[FileError]: ...
 
 
 @dataclass(frozen=True)
@@ -125,11 +115,11 @@ class HealResult:
     results: Mapping[str, Result]  # the latest result of every check
     restored: tuple[Restored, ...]
     unhealed: tuple[Check, ...]  # regressions left (empty: green)
-    errors: tuple[FileError, ...] = ()
+    errors: tuple[ChangeError, ...] = ()
 
 
 def heal(
-    transaction: Transaction,
+    transaction: Changes,
     metadata_actions: Sequence[Action],
     attribution: Attribution,
     run: Callable[[Sequence[Check]], Mapping[str, Result]],
@@ -145,7 +135,7 @@ def heal(
     rungs = {check.id: NAMED for check in regressed}
     last_error = {check.id: latest[check.id].error for check in regressed}
     restored: list[Restored] = []
-    errors: list[FileError] = []
+    errors: list[ChangeError] = []
     failing = list(regressed)
     while failing:
         executed = transaction.executed()

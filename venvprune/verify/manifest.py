@@ -1,7 +1,8 @@
 """The final-stage manifest (what passed in the builder) and its checker, written into ``<target>/.venvprune/``.
 
-The checker is the probe itself (:mod:`venvprune.verify.probe`, standard library only, Python 3.8+): run with no
-arguments it reads ``manifest.json`` beside it and repeats those checks, so the import logic exists once.
+The checker is the probe itself (:mod:`venvprune.verify.probe`, standard library only, Python 3.8+, as one archive:
+:mod:`venvprune.verify.archive`): run with no arguments it reads ``manifest.json`` beside it and repeats those
+checks, so the import logic exists once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 from venvprune import __version__
 from venvprune.target import MANIFEST_DIR_NAME, Target
 from venvprune.verify import probe
-from venvprune.verify.checks import Check, Result, probe_source
+from venvprune.verify.archive import probe_archive
+from venvprune.verify.checks import Check, Result
 
 CHECKER_NAME = "check.py"
 MANIFEST_NAME = probe.MANIFEST_NAME
@@ -72,4 +74,4 @@ def checker_bytes(target: Target) -> bytes:
         "# It repeats the checks of manifest.json beside it and exits 1 naming each one that fails. Standard\n"
         "# library only (Python 3.8+). -B: a .pth file that imports a module at start-up would write bytecode.\n"
     )
-    return header.encode("utf-8") + probe_source()
+    return probe_archive(header.encode("utf-8"))

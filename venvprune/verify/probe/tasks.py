@@ -1,0 +1,275 @@
+"""One check, run in this process: import a module, load an entry point, dlopen a library, ask the metadata.
+
+:func:`run_task` never raises, whatever the check does (short of killing the process); the error is described for
+the report and for healing (:func:`describe_exception`: the files, libraries and modules it names).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+import traceback
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
+
+from .discovery import canonical_name
+
+Task = Dict[str, Any]
+Result = Dict[str, Any]
+
+# Names of things in an error: absolute paths, shared-object names, and modules a ModuleNotFoundError names.
+_PATH_IN_TEXT = re.compile(r"(/[^\s'\":,()\[\]]+)")
+_SONAME_IN_TEXT = re.compile(r"\b([\w.+-]+\.so(?:\.[\w.]+)?)\b")
+_MODULE_IN_TEXT = re.compile(r"No module named '([\w.]+)'")
+
+
+def run_task(task: Task) -> Result:
+    """Run one check in this process; never raises, whatever the check does (short of killing the process)."""
+    started = time.perf_counter()
+    result: Result = {"id": task["id"], "ok": True}
+    try:
+        value = _TASK_KINDS[task["kind"]](task)
+        if value is not None:
+            result["value"] = value
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt from an import are that import's failure
+        result.update(describe_exception(exc))
+        result["ok"] = False
+    result["seconds"] = round(time.perf_counter() - started, 4)
+    return result
+
+
+def _import(task: Task) -> None:
+    import importlib
+
+    importlib.import_module(task["name"])
+    return None
+
+
+def _entry_point(task: Task) -> Optional[Dict[str, str]]:
+    """Load an entry point the way its consumers do (``module:attr.attr [extras]``); never call it.
+
+    An entry point may need an extra that is not installed (``pytest11`` plugins in a venv without pytest): when
+    the module it cannot find belongs to nothing installed, the entry point is skipped, not failed.
+    """
+    import importlib
+    import importlib.util
+
+    value = re.sub(r"\[.*\]\s*$", "", task["value"]).strip()
+    module_name, colon, attrs = (part.strip() for part in value.partition(":"))
+    try:
+        try:
+            target: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if colon or "." not in module_name or exc.name != module_name:
+                raise
+            # "package.Class" without a colon: consumers such as fsspec split at the last dot.
+            module_name, _, attrs = module_name.rpartition(".")
+            target = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top and top != module_name.split(".")[0] and importlib.util.find_spec(top) is None:
+            return {"skipped": "needs %s, which is not installed (an optional dependency)" % top}
+        raise
+    for attr in filter(None, attrs.split(".")):
+        target = getattr(target, attr)
+    return None
+
+
+# A clean, single-threaded process (no site, nothing from site-packages loaded) that forks once per library:
+# each dlopen starts from the same empty state, at the cost of a fork rather than an interpreter start.
+_DLOPEN_SERVER = r"""
+import ctypes, json, os, sys
+for line in sys.stdin:
+    path = json.loads(line)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            ctypes.CDLL(path, mode=os.RTLD_LAZY | os.RTLD_LOCAL)
+        except OSError as exc:
+            os.write(write, str(exc).encode("utf-8", "replace")[:4000])
+            os._exit(1)
+        os._exit(0)
+    os.close(write)
+    chunks = []
+    while True:
+        chunk = os.read(read, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        error = "killed by signal %d while loading" % os.WTERMSIG(status)
+    else:
+        error = b"".join(chunks).decode("utf-8", "replace") if os.WEXITSTATUS(status) else ""
+    sys.stdout.write(json.dumps(error) + "\n")
+    sys.stdout.flush()
+"""
+_dlopen_server: Any = None
+
+
+def _dlopen(task: Task) -> None:
+    """Load a shared library with lazy binding and local symbols, as an import would, in a clean process.
+
+    Not in this worker: a library already loaded here satisfies a dependency by its soname, so a ``libgfortran``
+    whose ``libquadmath`` was never shipped would load after another library brought one in, and then fail in
+    the final image's checker, which loads in another order. A hang is this worker's timeout: the server and
+    its child are in the worker's process group, which the timeout kills.
+    """
+    import subprocess
+
+    global _dlopen_server
+    if _dlopen_server is None or _dlopen_server.poll() is not None:
+        _dlopen_server = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", "-c", _DLOPEN_SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            universal_newlines=True,
+        )
+    _dlopen_server.stdin.write(json.dumps(task["path"]) + "\n")
+    _dlopen_server.stdin.flush()
+    answer = _dlopen_server.stdout.readline()
+    if not answer:
+        raise OSError("the loader process ended unexpectedly")
+    error = json.loads(answer)
+    if error:
+        raise OSError(error)
+    return None
+
+
+_PACKAGES: Dict[str, List[str]] = {}
+
+
+def _metadata(task: Task) -> Dict[str, Any]:
+    """``importlib.metadata.version()`` answers, and ``packages_distributions()`` maps the same names to it."""
+    import importlib.metadata
+
+    name = task["dist"]
+    version = importlib.metadata.version(name)
+    if version is None:
+        raise LookupError("importlib.metadata.version(%r) returned None: METADATA is unreadable" % name)
+    if not _PACKAGES:
+        _PACKAGES.update(packages_distributions())
+    wanted = canonical_name(name)
+    names = sorted(k for k, dists in _PACKAGES.items() if any(canonical_name(d) == wanted for d in dists))
+    value = {"version": version, "packages": names}
+    expect = task.get("expect")
+    if expect is not None and value != expect:
+        if version != expect.get("version"):
+            raise LookupError("importlib.metadata.version(%r) is %r, was %r" % (name, version, expect.get("version")))
+        lost = sorted(set(expect.get("packages", [])) - set(names))
+        gained = sorted(set(names) - set(expect.get("packages", [])))
+        raise LookupError(
+            "packages_distributions() maps %s to %s now, was %s (lost: %s, new: %s)"
+            % (name, names, expect.get("packages"), lost or "none", gained or "none")
+        )
+    return value
+
+
+def packages_distributions() -> Dict[str, List[str]]:
+    """``importlib.metadata.packages_distributions()``, or the same mapping on 3.8/3.9, which lack it."""
+    import importlib.metadata
+
+    native = getattr(importlib.metadata, "packages_distributions", None)
+    if native is not None:
+        return dict(native())
+    mapping: Dict[str, List[str]] = collections.defaultdict(list)
+    for dist in importlib.metadata.distributions():
+        names = (dist.read_text("top_level.txt") or "").split()
+        if not names:
+            names = sorted({_top_name(str(f)) for f in (dist.files or [])} - {""})
+        for name in names:
+            mapping[name].append(dist.metadata["Name"])
+    return dict(mapping)
+
+
+def _top_name(rel: str) -> str:
+    parts = rel.split("/")
+    if parts[0] == "..":
+        return ""
+    name = parts[0] if len(parts) > 1 else parts[0].partition(".")[0] if rel.endswith(".py") else ""
+    return name if name.isidentifier() else ""
+
+
+def _compile(task: Task) -> Dict[str, float]:
+    """Compile files into a throwaway folder: how long a cold start spends compiling them."""
+    import py_compile
+
+    started = time.perf_counter()
+    for index, path in enumerate(task["files"]):
+        cfile = os.path.join(task["cache"], "%d.pyc" % index)
+        # Removed, unreadable or invalid: the import check that needs it says so.
+        with contextlib.suppress(py_compile.PyCompileError, OSError, ValueError):
+            py_compile.compile(path, cfile, doraise=True, invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    return {"seconds": time.perf_counter() - started}
+
+
+_TASK_KINDS: Dict[str, Callable[[Task], Any]] = {
+    "import": _import,
+    "entry_point": _entry_point,
+    "dlopen": _dlopen,
+    "metadata": _metadata,
+    "compile": _compile,
+}
+
+
+def describe_exception(exc: BaseException) -> Dict[str, Any]:
+    """One line for the report, and every file, library and module the error names (to find what to restore)."""
+    files: List[str] = []
+    libraries: List[str] = []
+    modules: List[str] = []
+    # The frames of the error itself, innermost last: the last one in site-packages is the code that needed
+    # what is missing ("foo/bar.py needed it").
+    frames = [f.filename for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("/")]
+    seen: Set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen and len(seen) < 20:
+        seen.add(id(current))
+        for frame in traceback.extract_tb(current.__traceback__):
+            if frame.filename.startswith("/"):
+                files.append(frame.filename)
+        if isinstance(current, ImportError):
+            if current.name:
+                modules.append(current.name)
+            if current.path:
+                files.append(current.path)
+        if isinstance(current, OSError):
+            for name in (current.filename, current.filename2):
+                if isinstance(name, str) and name:
+                    (files if name.startswith("/") else libraries).append(name)
+        text_files, text_libraries, text_modules = names_in_text(str(current))
+        files += text_files
+        libraries += text_libraries
+        modules += text_modules
+        current = current.__cause__ or current.__context__
+    message = ("%s: %s" % (type(exc).__name__, exc)).strip().rstrip(":")
+    return {
+        "error": _one_line(message),
+        "frames": _unique(frames),
+        "files": _unique(files),
+        "libraries": _unique(libraries),
+        "modules": _unique(modules),
+    }
+
+
+def names_in_text(text: str) -> Tuple[List[str], List[str], List[str]]:
+    """Absolute paths, shared-object names and missing modules mentioned in an error message or command output."""
+    files = [p.rstrip(".") for p in _PATH_IN_TEXT.findall(text)]
+    libraries = [os.path.basename(s) for s in _SONAME_IN_TEXT.findall(text)]
+    modules = _MODULE_IN_TEXT.findall(text)
+    return files, libraries, modules
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _unique(items: Iterable[str]) -> List[str]:
+    return list(dict.fromkeys(items))

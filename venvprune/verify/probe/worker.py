@@ -1,0 +1,106 @@
+"""``python ARCHIVE worker CMD_FD RESULT_FD NICE [SITE_DIR...]``: a long-lived process that runs tasks.
+
+It reads one task (a JSON line) at a time from CMD_FD, runs it (:func:`.tasks.run_task`) and writes the result to
+RESULT_FD. Its stdout is not the channel, so a module that prints at import cannot confuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import site
+import sys
+import time
+from typing import Any, Dict, Iterable, List, Set
+
+from .tasks import run_task
+
+
+def worker(argv: List[str]) -> None:
+    """Serve tasks until the command pipe closes, then leave at once (no atexit, no waiting for module threads).
+
+    With each result go, for the pool's scheduling: ``loaded``, the top-level modules this task added to
+    ``sys.modules``; ``uses``, every top-level name an import statement asked for while it ran -- also the ones
+    already loaded, so ``import functorch`` after ``import torch`` still says it needs torch; ``costs``, the
+    seconds each package it loaded took to load; and ``sources``, the source files of the modules it loaded.
+    """
+    import builtins
+    import faulthandler
+
+    command_fd, result_fd, niceness = int(argv[0]), int(argv[1]), int(argv[2])
+    if niceness:
+        with contextlib.suppress(OSError, AttributeError):
+            os.nice(niceness)
+    known = {os.path.realpath(p) for p in sys.path if p}
+    for site_dir in argv[3:]:
+        if os.path.realpath(site_dir) not in known:
+            site.addsitedir(site_dir)  # run by an interpreter that does not know the venv: a final-stage python
+    # A crash prints the Python frames to stderr, which the pool reads to say where it happened.
+    faulthandler.enable()
+    _die_with_parent()
+    uses: Set[str] = set()
+    costs: Dict[str, float] = {}
+    original_import = builtins.__import__
+
+    def tracking_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        level = args[3] if len(args) > 3 else kwargs.get("level", 0)
+        top = name.partition(".")[0]
+        if level or not top:
+            return original_import(name, *args, **kwargs)
+        uses.add(top)
+        if top in sys.modules:
+            return original_import(name, *args, **kwargs)
+        started = time.perf_counter()
+        try:
+            return original_import(name, *args, **kwargs)
+        finally:  # what loading this package (and what it needs that was not loaded yet) cost
+            costs.setdefault(top, time.perf_counter() - started)
+
+    builtins.__import__ = tracking_import
+    commands = os.fdopen(command_fd, "r", encoding="utf-8")
+    for line in commands:
+        task = json.loads(line)
+        tracked = task["kind"] in ("import", "entry_point")
+        modules_before = set(sys.modules) if tracked else set()
+        before = {name.partition(".")[0] for name in modules_before}
+        uses.clear()
+        costs.clear()
+        result = run_task(task)
+        if tracked:
+            after = {name.partition(".")[0] for name in list(sys.modules)}
+            result["loaded"] = sorted(after - before)
+            result["sources"] = _sources(set(sys.modules) - modules_before)
+            result["uses"] = sorted(uses)
+            own = str(task.get("name", "")).partition(".")[0]
+            if own in after - before:
+                costs[own] = result["seconds"]
+            result["costs"] = {k: round(v, 3) for k, v in costs.items() if v >= 0.01}
+        data = (json.dumps(result) + "\n").encode("utf-8")
+        while data:
+            data = data[os.write(result_fd, data) :]
+    os._exit(0)
+
+
+def _sources(names: Iterable[str]) -> List[str]:
+    """The source files of these modules, in load order: what a venv without bytecode compiles at each start."""
+    files = []
+    for name in names:
+        spec = getattr(sys.modules.get(name), "__spec__", None)
+        origin = getattr(spec, "origin", None)
+        if isinstance(origin, str) and origin.endswith(".py"):
+            files.append(origin)
+    return sorted(files)
+
+
+def _die_with_parent() -> None:
+    """Linux: be killed when the pool dies (a SIGKILLed venvprune), even in the middle of a hanging import."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # without it, the worker still leaves when its task pipe closes
