@@ -22,6 +22,8 @@ MANIFEST_DIR_NAME = ".venvprune"  # the final-stage checker and its manifest liv
 UNRESTORED_DIR_NAME = ".venvprune-unrestored"  # originals a recovery could not put back, kept for the user
 OWN_DIR_NAMES = (STAGING_DIR_NAME, MANIFEST_DIR_NAME, UNRESTORED_DIR_NAME)  # never scanned, never pruned
 SITE_DIR_NAMES = ("site-packages", "dist-packages")
+OLDEST_PYTHON = (3, 8)
+NEWEST_TESTED = "3.14"
 
 # Asked of the target interpreter with -I (no user site, no PYTHON* variables). Python 3.8+ syntax only. The answer
 # goes to a file of its own (the descriptor in argv[1]): a .pth file may print at start-up, on stdout or stderr.
@@ -77,8 +79,12 @@ def _refused_roots() -> set[Path]:
     return refused
 
 
-def resolve_target(given: Path | None, environ: dict[str, str] | None = None) -> Target:
-    """Classify *given* (or ``$VIRTUAL_ENV``) and find its site-packages, or raise :class:`TargetError`."""
+def resolve_target(given: Path | None, environ: dict[str, str] | None = None, python: Path | None = None) -> Target:
+    """Classify *given* (or ``$VIRTUAL_ENV``) and find its site-packages, or raise :class:`TargetError`.
+
+    *python* (``--python``) is the interpreter to use instead of the target's own: the one a ``pip install
+    --target`` folder is run with.
+    """
     env = os.environ if environ is None else environ
     if given is None:
         venv = env.get("VIRTUAL_ENV")
@@ -96,10 +102,12 @@ def resolve_target(given: Path | None, environ: dict[str, str] | None = None) ->
     if root in _refused_roots() or root.parent == Path("/home"):
         raise TargetError(f"{root}: refusing to prune a system or home directory; name the venv inside it")
 
+    if python is not None:
+        python = _named_interpreter(python)
     if (root / "pyvenv.cfg").is_file():
         kind = TargetKind.VENV
     elif root.name in SITE_DIR_NAMES or any(root.glob("*.dist-info")):
-        return _site_packages_target(root)
+        return _site_packages_target(root, python)
     elif _layout_site_packages(root):
         kind = TargetKind.PREFIX
     else:
@@ -108,7 +116,7 @@ def resolve_target(given: Path | None, environ: dict[str, str] | None = None) ->
             "or a site-packages directory (no *.dist-info); name one of those"
         )
 
-    interpreter = _find_interpreter(root / "bin")
+    interpreter = python or _find_interpreter(root / "bin")
     if interpreter is None:
         if kind is TargetKind.VENV:
             raise TargetError(f"{root}: venv has no bin/python; recreate the venv or name its site-packages directory")
@@ -121,15 +129,21 @@ def resolve_target(given: Path | None, environ: dict[str, str] | None = None) ->
     return Target(root, kind, site_packages, interpreter, version)
 
 
-def _site_packages_target(root: Path) -> Target:
+def _site_packages_target(root: Path, python: Path | None) -> Target:
     # lib/pythonX.Y/site-packages -> ../../../bin/pythonX.Y, when the layout is a prefix's.
-    interpreter = None
+    interpreter = python
     version = None
-    if root.parent.name.startswith("python"):
+    if interpreter is None and root.parent.name.startswith("python"):
         interpreter = _find_interpreter(root.parent.parent.parent / "bin", root.parent.name)
     if interpreter is not None:
         version, _ = _ask_interpreter(interpreter, root)
     return Target(root, TargetKind.SITE_PACKAGES, (root,), interpreter, version)
+
+
+def _named_interpreter(python: Path) -> Path:
+    if not python.is_file() or not os.access(python, os.X_OK):
+        raise TargetError(f"{python}: no such interpreter (--python); name an executable Python 3.8 or newer")
+    return python.absolute()
 
 
 def _find_interpreter(bin_dir: Path, preferred: str = "python") -> Path | None:
@@ -183,6 +197,13 @@ def _ask_interpreter(interpreter: Path, root: Path) -> tuple[str, tuple[Path, ..
         entries = [Path(p) for p in reply["path"] if p]
     except (ValueError, KeyError, TypeError) as exc:
         raise TargetError(f"{interpreter}: unexpected answer to the sys.path query; is it a CPython 3.8+?") from exc
+    if tuple(int(part) for part in version.split(".")[:2]) < OLDEST_PYTHON:
+        # The checks need importlib.metadata (3.8); anything older would pass a dry run and fail the real one.
+        oldest = ".".join(map(str, OLDEST_PYTHON))
+        raise TargetError(
+            f"{interpreter}: Python {version} is not supported; venvprune works on venvs of Python {oldest} "
+            f"to {NEWEST_TESTED}. Recreate the venv with a newer Python"
+        )
     return version, _unique_dirs(p for p in entries if p.name in SITE_DIR_NAMES and _inside(p, root))
 
 
