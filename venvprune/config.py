@@ -19,6 +19,7 @@ from venvprune import _tomllib, categories
 from venvprune.errors import ConfigError, UsageError
 
 PRUNE = ("prune",)
+VERIFY_SCOPES = ("affected", "all")
 BOTH = ("prune", "check")
 SELECTION = ("only", "include", "exclude")
 
@@ -77,6 +78,14 @@ class Config:
         help="Never touch paths matching GLOB (relative to site-packages, or absolute) and anything under them.",
     )
     verify: bool = _option(True, "--no-verify", help="Do not check imports before and after.")
+    # A settings file's `verify = false` is --no-verify; `verify = "all"` is --verify all (see _from_file).
+    verify_scope: str = _option(
+        "affected",
+        "--verify",
+        metavar="SCOPE",
+        choices=VERIFY_SCOPES,
+        help="After pruning, repeat the checks the change can affect (affected, the default) or all of them.",
+    )
     heal: bool = _option(True, "--no-heal", help="Fail at the first regression instead of restoring.")
     manifest: bool = _option(True, "--no-manifest", help="Do not write the final-stage checker into the venv.")
     jobs: int = _option(
@@ -95,7 +104,20 @@ class Config:
         minimum=1,
         maximum=24 * 3600,
         commands=BOTH,
-        help="Seconds allowed per module import (default 120).",
+        help="Seconds allowed per check (default 120).",
+    )
+    strict: bool = _option(
+        False,
+        "--strict",
+        commands=BOTH,
+        help="Fail on every check that could not run or failed before pruning, too (they are reported either way).",
+    )
+    python: str | None = _option(
+        None,
+        "--python",
+        metavar="PATH",
+        commands=BOTH,
+        help="Check with this interpreter: the one a `pip install --target` folder, which has none, is run with.",
     )
     quiet: bool = _option(False, "-q", "--quiet", help="Print only the last line (and warnings).")
     verbose: bool = _option(
@@ -186,6 +208,8 @@ def _from_file(table: Mapping[str, Any], source: _Source) -> dict[str, Any]:
             hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(sorted(keys))}"
             raise source.error(f"unknown key {key!r} in venvprune settings; {hint}")
         setting, opposite = keys[key]
+        if key == "verify" and isinstance(value, bool):  # verify = false: the opposite of --no-verify
+            setting, opposite = next(f for f in fields(Config) if f.name == "verify"), False
         if opposite:
             values[setting.name] = not _validated(setting, value, source, key=key)
         else:
@@ -224,6 +248,8 @@ def _validated(setting: Field[Any], value: Any, source: _Source, key: str | None
         return kind(value)
     if not isinstance(value, str):
         raise source.error(f"{key} must be a string, not {value!r}")
+    if option.choices and value not in option.choices:
+        raise source.error(f"{key} {value!r}: choose from {', '.join(option.choices)}")
     return value
 
 

@@ -72,7 +72,8 @@ def test_every_long_option_is_a_settings_key(tmp_path: Path) -> None:
         tmp_path / "all.toml",
         'dry-run = true\njson = "r.json"\nmarkdown = "r.md"\ninclude = ["tests"]\nkeep = ["a"]\n'
         'no-verify = true\nno-heal = true\nmanifest = false\njobs = 2\ncheck-module = "app"\nsmoke = ["app --help"]\n'
-        "timeout = 30\nquiet = true\nverbose = true\n",
+        "timeout = 30\nquiet = true\nverbose = true\n"
+        'verify = "all"\nstrict = true\npython = "/usr/bin/python3"\n',
     )
     config = load(tmp_path, settings, {})
     assert config == Config(
@@ -90,6 +91,9 @@ def test_every_long_option_is_a_settings_key(tmp_path: Path) -> None:
         timeout=30.0,
         quiet=True,
         verbose=True,
+        verify_scope="all",
+        strict=True,
+        python="/usr/bin/python3",
     )
 
 
@@ -121,3 +125,16 @@ def test_selection_layers_give_the_last_word_on_each_category(tmp_path: Path) ->
     ]
     with pytest.raises(ConfigError, match="--exclude bytecode: no category is left to run"):
         load(tmp_path, None, {"exclude": ("bytecode",)})
+
+
+def test_verify_takes_a_scope_or_a_boolean(tmp_path: Path) -> None:
+    assert load(tmp_path, write(tmp_path / "a.toml", 'verify = "all"\n'), {}).verify_scope == "all"
+    assert load(tmp_path, write(tmp_path / "b.toml", "verify = false\n"), {}).verify is False
+    with pytest.raises(ConfigError, match="verify 'some': choose from affected, all"):
+        load(tmp_path, write(tmp_path / "c.toml", 'verify = "some"\n'), {})
+
+
+def test_timeout_is_bounded_in_files_as_on_the_command_line(tmp_path: Path) -> None:
+    """timeout = 0 was accepted, and verification passed 0 of 77 checks."""
+    with pytest.raises(ConfigError, match="timeout must be a number from 1 to 86400, not 0"):
+        load(tmp_path, write(tmp_path / "t.toml", "timeout = 0\n"), {})
