@@ -17,11 +17,20 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from venvprune import __version__, apply, config, pipeline, signals, verify
+from venvprune import __version__, config, pipeline, signals
 from venvprune.errors import ExitCode, Interrupted, TargetError, VenvpruneError
-from venvprune.report import Report, build_report, render_json, render_markdown, render_summary_line, render_text
+from venvprune.report import (
+    Report,
+    build_check_report,
+    build_report,
+    render_check_json,
+    render_check_text,
+    render_json,
+    render_markdown,
+    render_summary_line,
+    render_text,
+)
 from venvprune.report.output import STDOUT, check_destinations, write_report
-from venvprune.target import resolve_target
 
 _STATUS_EXIT = {
     pipeline.Status.SUCCESS: ExitCode.SUCCESS,
@@ -208,26 +217,24 @@ def _silence_stdout() -> None:
 @cli.command("check")
 @_table_options("check")
 @_venv_and_config
+@click.option("--json", "json_path", metavar="PATH|-", help="Write the report as JSON to PATH (- for stdout).")
 @click.pass_context
-def check_command(ctx: click.Context, /, venv: Path | None, config_file: Path | None, **values: Any) -> None:
-    """Import-check VENV without changing it; exit 1 naming each failure."""
+def check_command(
+    ctx: click.Context, /, venv: Path | None, config_file: Path | None, json_path: str | None, **values: Any
+) -> None:
+    """Check VENV without changing it, as the final-stage check.py does; exit 1 naming each failure."""
     style = _ErrorStyle(verbose=bool(values["verbose"]), target_from_environment=venv is None)
     with _errors_to_exit_codes(style), signals.handled():
         settings = _settings(ctx, venv, config_file, values)
         style.verbose = settings.verbose
-        target = resolve_target(settings.target)
-        with apply.target_lock(target, shared=True):
-            pending = apply.pending(target)
-            if pending is not None:
-                raise VenvpruneError(
-                    f"{pending}: an interrupted prune is pending; run `venvprune {pending.parent}` first"
-                )
-            result = verify.run_check(target, pipeline.verify_options(settings))
-        for failure in result.failures:
-            click.echo(f"FAILED {failure}")
-        passed = result.checks_total - len(result.failures)
-        click.echo(f"venvprune check: {passed}/{result.checks_total} checks pass in {target.root}")
-        sys.exit(ExitCode.SUCCESS if result.ok else ExitCode.CHECK_FAILED)
+        check_destinations(json_path, None)
+        outcome = pipeline.check(settings, _Progress(enabled=not settings.quiet))
+        report = build_check_report(outcome)
+        failures = _emit(json_path, render_check_json(report)) if json_path is not None else []
+        failures += _emit(STDOUT, render_check_text(report, quiet=settings.quiet), err=json_path == STDOUT)
+        for failure in failures:
+            click.echo(f"venvprune: error: {failure}", err=True)
+        sys.exit(ExitCode.SUCCESS if outcome.verification.ok and not failures else ExitCode.CHECK_FAILED)
 
 
 class _Progress:

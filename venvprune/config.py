@@ -119,7 +119,9 @@ class Config:
         commands=BOTH,
         help="Check with this interpreter: the one a `pip install --target` folder, which has none, is run with.",
     )
-    quiet: bool = _option(False, "-q", "--quiet", help="Print only the last line (and warnings).")
+    quiet: bool = _option(
+        False, "-q", "--quiet", commands=BOTH, help="Print only the last line (and warnings; check: and failures)."
+    )
     verbose: bool = _option(
         False,
         "-v",

@@ -10,6 +10,7 @@ import enum
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from venvprune import apply, categories, signals, verify
@@ -44,6 +45,8 @@ class Outcome:
     verify_skipped: str | None = None  # why there was no verification
     timings: tuple[PhaseTiming, ...] = field(default=())
     rollback: Recovery | None = None  # what undoing this run's changes did, when verification failed
+    manifest: Path | None = None  # the final-stage manifest written without verification (from a listing)
+    manifest_note: str | None = None  # what became of the final-stage manifest then
 
 
 class Progress(Protocol):
@@ -81,6 +84,8 @@ def verify_options(config: Config) -> verify.VerifyOptions:
         check_modules=config.check_module,
         smoke=config.smoke,
         timeout=config.timeout,
+        strict=config.strict,
+        scope=config.verify_scope,
     )
 
 
@@ -92,7 +97,7 @@ def prune(config: Config, progress: Progress) -> Outcome:
 
 def _prune(config: Config, progress: Progress) -> Outcome:
     phases = _Phases(progress)
-    target = resolve_target(config.target)
+    target = resolve_target(config.target, python=_python(config))
     selected = categories.select(config.only, config.include, config.exclude)
     with apply.target_lock(target, shared=config.dry_run):
         recovery = None
@@ -127,11 +132,15 @@ def _prune(config: Config, progress: Progress) -> Outcome:
 
 def _apply(config: Config, target: Target, plan: Plan, recovery: Recovery | None, phases: _Phases) -> Outcome:
     options = verify_options(config)
-    skipped = _why_not_verified(config, target)
+    skipped = _why_not_verified(config, plan)
     baseline = None
     if skipped is None:
         with phases.run("baseline"):
             baseline = verify.take_baseline(target, options)
+        if baseline.refusal is not None:  # the checks before pruning say no: nothing is changed
+            refused = verify.refused_outcome(baseline, options)
+            return Outcome(plan, False, Status.CHECK_FAILED, recovery, (), refused, timings=tuple(phases.timings))
+    listed: tuple[Path | None, str | None] = (None, None)
     outcome = None
     with apply.transaction(target) as transaction:
         with phases.run("apply"):
@@ -153,16 +162,57 @@ def _apply(config: Config, target: Target, plan: Plan, recovery: Recovery | None
                     timings=tuple(phases.timings),
                     rollback=undone,
                 )
+        else:
+            with phases.run("manifest"):  # it must describe the venv as this run leaves it, verified or not
+                listed = verify.list_for_manifest(transaction, target, options)
         with phases.run("commit"):
             errors += transaction.commit()
     left_aside = recovery is not None and bool(recovery.left_aside)
     status = Status.PARTIAL if errors or left_aside else Status.SUCCESS
-    return Outcome(plan, False, status, recovery, tuple(errors), outcome, skipped, tuple(phases.timings))
+    manifest, note = listed
+    return Outcome(
+        plan,
+        False,
+        status,
+        recovery,
+        tuple(errors),
+        outcome,
+        skipped,
+        tuple(phases.timings),
+        manifest=manifest,
+        manifest_note=note,
+    )
 
 
-def _why_not_verified(config: Config, target: Target) -> str | None:
+def _python(config: Config) -> Path | None:
+    """``--python``: the interpreter to check with instead of the target's own."""
+    return Path(config.python) if config.python else None
+
+
+def _why_not_verified(config: Config, plan: Plan) -> str | None:
     if not config.verify:
         return "--no-verify"
-    if target.interpreter is None:
-        return f"no interpreter found for {target.root}"
-    return None
+    if not plan.actions:
+        return "nothing to change"
+    return None  # without an interpreter the baseline says how to name one (--python)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    target: Target
+    verification: verify.VerifyOutcome
+    timings: tuple[PhaseTiming, ...] = field(default=())
+
+
+def check(config: Config, progress: Progress) -> CheckOutcome:
+    """``venvprune check``: the checks alone, judged against the last prune's manifest; nothing is written."""
+    phases = _Phases(progress)
+    target = resolve_target(config.target, python=_python(config))
+    with apply.target_lock(target, shared=True):
+        pending = apply.pending(target)
+        if pending is not None:
+            raise TargetError(f"{pending}: an interrupted prune is pending; run `venvprune {pending.parent}` first")
+        with phases.run("check"):
+            outcome = verify.run_check(target, verify_options(config))
+            phases.detail = f"{outcome.checks_passed}/{outcome.checks_total} checks pass"
+    return CheckOutcome(target, outcome, tuple(phases.timings))

@@ -8,16 +8,27 @@ runs venvprune and ``check.py`` as a user would.
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from tests.site_builder import tree_digest
 from tests.venv_builder import (
+    NO_ELF,
+    compile_extension,
+    compile_library,
+    describe_python,
+    final_stage_check,
     make_venv,
+    prune_json,
     run,
+    site_packages,
 )
 from tests.wheel_builder import build_wheel
 
@@ -90,19 +101,236 @@ def healthy_venv(tmp_path: Path, wheels: dict[str, Path]) -> Path:
 # -- 1. no false alarms; check, the prune and check.py agree ----------------------------------------------------
 
 
+def test_an_entry_point_naming_a_submodule_loads_as_consumers_load_it(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [wheels["plotpkg"]])
+    code, out, _ = run("check", str(venv))
+    assert code == 0, out
+    assert "FAILED" not in out
+
+
+@pytest.fixture
+def bundled_venv(tmp_path: Path) -> Path:
+    """An extension that finds its bundled library through its RPATH ($ORIGIN), as auditwheel lays it out.
+
+    ``libneeded`` has no RPATH of its own: the loader finds its ``libdep`` through the extension's RPATH, so loaded
+    alone it fails (numpy's libopenblas and libgfortran on Python 3.8). ``libunused`` needs a library that is not
+    shipped and nothing needs it (scipy.libs' second libgfortran).
+    """
+    python = describe_python(Path(sys.executable).resolve())
+    work = tmp_path / "build"
+    work.mkdir()
+    compile_library(work, "libdep-3c4d.so", "int dep_value(void) { return 7; }\n", "-Wl,-soname,libdep-3c4d.so")
+    compile_library(
+        work,
+        "libneeded-1a2b.so",
+        "int dep_value(void);\nint needed_value(void) { return dep_value() + 1; }\n",
+        "-Wl,-soname,libneeded-1a2b.so",
+        f"-L{work}",
+        "-l:libdep-3c4d.so",
+    )
+    compile_library(
+        work, "libabsent-7a8b.so", "int absent_value(void) { return 0; }\n", "-Wl,-soname,libabsent-7a8b.so"
+    )
+    compile_library(
+        work,
+        "libunused-5e6f.so",
+        "int absent_value(void);\nint (*keep_absent)(void) = absent_value;\n",
+        "-Wl,-soname,libunused-5e6f.so",
+        f"-L{work}",
+        "-l:libabsent-7a8b.so",
+    )
+    extension = compile_extension(
+        python,
+        work,
+        "_bext",
+        "int needed_value(void);\nint (*keep_needed)(void) = needed_value;\n",
+        (f"-L{work}", "-l:libneeded-1a2b.so", "-Wl,--disable-new-dtags,-rpath,$ORIGIN/../bpkg.libs"),
+    )
+    files: dict[str, str | bytes] = {
+        "bpkg/__init__.py": "from bpkg import _bext\n",
+        f"bpkg/_bext{python.extension_suffix}": extension,
+    }
+    for name in ("libneeded-1a2b.so", "libdep-3c4d.so", "libunused-5e6f.so"):
+        files[f"bpkg.libs/{name}"] = (work / name).read_bytes()
+    wheel = build_wheel(work, "bpkg", files)
+    return make_venv(python.executable, tmp_path / "venv", [wheel])
+
+
+def test_bundled_libraries_are_checked_through_the_extensions_that_need_them(bundled_venv: Path) -> None:
+    libs = site_packages(bundled_venv) / "bpkg.libs"
+    code, out, _ = run("check", str(bundled_venv))
+    assert code == 0, out
+    assert "FAILED" not in out
+    [unused] = [line for line in out.splitlines() if line.startswith("unused bundled library:")]
+    assert "bpkg.libs/libunused-5e6f.so" in unused and "kB" in unused
+    checked = pass_figure(last_line(out))
+
+    code, report, err = prune_json(str(bundled_venv))
+    assert code == 0, err
+    verification = report["verification"]
+    assert isinstance(verification, dict)
+    assert verification["failures"] == [] and verification["pre_existing"] == []
+    assert [u["path"].split("site-packages/")[-1] for u in verification["unused_libraries"]] == [
+        "bpkg.libs/libunused-5e6f.so"
+    ]
+    # The three judges agree: venvprune check before and after, and the final-stage checker.
+    final = final_stage_check(bundled_venv)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert pass_figure(last_line(final.stdout)) == checked
+    assert "bpkg.libs/libunused-5e6f.so" in final.stdout
+    code, out, _ = run("check", str(bundled_venv))
+    assert code == 0 and pass_figure(last_line(out)) == checked
+
+    # A library the extension needs goes missing: both fail, naming it.
+    (libs / "libdep-3c4d.so").unlink()
+    code, out, _ = run("check", str(bundled_venv))
+    assert code == 1
+    assert any(line.startswith("FAILED import bpkg") and "libdep-3c4d.so" in line for line in out.splitlines()), out
+    final = final_stage_check(bundled_venv)
+    assert final.returncode == 1
+    assert "libdep-3c4d.so" in final.stdout
+
+
+def test_check_without_a_manifest_says_so_and_with_one_compares(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [wheels["okpkg"], wheels["prebroken"]])
+    code, out, _ = run("check", str(venv))
+    assert code == 1
+    assert "no manifest" in out
+    assert any(line.startswith("FAILED import prebroken: RuntimeError") for line in out.splitlines()), out
+
+    code, _, err = prune_json(str(venv))
+    assert code == 0, err
+    code, out, _ = run("check", str(venv))
+    assert code == 0, out
+    assert "no manifest" not in out
+    [line] = [line for line in out.splitlines() if "import prebroken" in line]
+    assert "not blamed" in line and not line.startswith("FAILED")
+    final = final_stage_check(venv)
+    assert final.returncode == 0, final.stdout
+    [line] = [line for line in final.stdout.splitlines() if "import prebroken" in line]
+    assert "not blamed" in line
+    assert pass_figure(last_line(final.stdout)) == pass_figure(last_line(out))
+
+
 # -- 2. no verification of what the change cannot affect -------------------------------------------------------
+
+
+def test_a_second_prune_with_nothing_to_change_skips_verification(tmp_path: Path) -> None:
+    counter = tmp_path / "imports.txt"
+    work = tmp_path / "wheels"
+    work.mkdir()
+    wheel = build_wheel(work, "countme", counting("countme", counter))
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [wheel])
+    code, _, err = prune_json(str(venv))
+    assert code == 0, err
+    counter.unlink()
+    code, report, err = prune_json(str(venv))
+    assert code == 0, err
+    assert report["actions"] == []
+    assert report["verification"] == {"skipped": "nothing to change"}
+    assert "baseline" not in {t["phase"] for t in report["timings"]}  # type: ignore[union-attr]
+    assert not counter.exists(), "nothing was imported"
+    assert final_stage_check(venv).returncode == 0
 
 
 # -- 3, 4, 6. no silent passes -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("check", [("--check-module", "okpkg.nonexistent"), ("--smoke", "false")])
+def test_an_explicit_check_failing_before_pruning_fails_the_run(healthy_venv: Path, check: tuple[str, str]) -> None:
+    before = tree_digest(healthy_venv)
+    code, report, err = prune_json(*check, str(healthy_venv))
+    assert code == 1, err
+    assert tree_digest(healthy_venv) == before
+    verification = report["verification"]
+    assert isinstance(verification, dict)
+    assert verification["ok"] is False
+    assert [f.split(":")[0] for f in verification["failures"]] == [
+        f"{'import' if check[0] == '--check-module' else 'smoke'} {check[1]}"
+    ]
+    assert "before pruning" in last_line(err) and check[1] in err
+    code, out, _ = run("check", *check, str(healthy_venv))
+    assert code == 1
+    assert f"FAILED {'import' if check[0] == '--check-module' else 'smoke'} {check[1]}" in out
+
+
+def test_strict_fails_on_every_pre_existing_failure(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [wheels["okpkg"], wheels["prebroken"]])
+    before = tree_digest(venv)
+    code, report, err = prune_json("--strict", str(venv))
+    assert code == 1, err
+    assert tree_digest(venv) == before
+    assert "import prebroken" in err
+    # The default stays forgiving, and says so in the report and the JSON.
+    code, report, err = prune_json(str(venv))
+    assert code == 0, err
+    verification = report["verification"]
+    assert isinstance(verification, dict)
+    assert [p.split(":")[0] for p in verification["pre_existing"]] == ["import prebroken"]
+    assert "not blamed" in err
+    code, out, _ = run("check", "--strict", str(venv))
+    assert code == 1, out
+    assert final_stage_check(venv).returncode == 0
+    assert final_stage_check(venv, "--strict").returncode == 1
+
+
 # -- 5. the manifest describes the venv as it is -----------------------------------------------------------------
+
+
+def test_no_verify_on_a_never_pruned_venv_still_writes_the_final_stage_checker(healthy_venv: Path) -> None:
+    code, _, err = prune_json("--no-verify", str(healthy_venv))
+    assert code == 0, err
+    final = final_stage_check(healthy_venv)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert "not verified" in final.stdout or "judged on its own" in final.stdout
+
+
+def test_no_verify_after_an_uninstall_leaves_no_stale_manifest(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [wheels["okpkg"], wheels["plotpkg"]])
+    code, _, err = prune_json(str(venv))
+    assert code == 0, err
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "--disable-pip-version-check"]
+    subprocess.run([*pip, "uninstall", "-q", "-y", "plotpkg"], check=True)
+    code, _, err = prune_json("--no-verify", str(venv))
+    assert code == 0, err
+    final = final_stage_check(venv)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert "plotpkg" not in final.stdout
+
+
+def test_no_manifest_removes_an_old_one_and_says_so(healthy_venv: Path) -> None:
+    code, _, err = prune_json(str(healthy_venv))
+    assert code == 0, err
+    assert (healthy_venv / ".venvprune" / "manifest.json").exists()
+    code, _, err = prune_json("--no-manifest", str(healthy_venv))
+    assert code == 0, err
+    assert not (healthy_venv / ".venvprune").exists()
+    assert "removed" in err and ".venvprune" in err
 
 
 # -- 7, 8. no hangs ----------------------------------------------------------------------------------------------
 
 
 # -- 9, 10. targets without an interpreter, and old Pythons ------------------------------------------------------
+
+
+def test_a_pip_target_directory_is_checked_with_the_python_named(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    target = tmp_path / "target"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "install", "-q", "--no-index", "--no-deps"]
+    subprocess.run([*pip, "--target", str(target), str(wheels["okpkg"])], check=True)
+    code, _, err = run("check", str(target))
+    assert code == 2
+    assert "--python" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run("check", "--python", sys.executable, str(target))
+    assert code == 0, out
+    before = tree_digest(target)
+    code, _, err = run(*NO_ELF, str(target))
+    assert code == 2 and "--python" in err
+    assert tree_digest(target) == before
+    code, report, err = prune_json("--python", sys.executable, str(target))
+    assert code == 0, err
+    verification = report["verification"]
+    assert isinstance(verification, dict) and verification["ok"] is True and verification["checks_total"] >= 3
 
 
 @pytest.mark.skipif(not PYTHON37.exists(), reason="needs pyenv's Python 3.7")
@@ -116,6 +344,45 @@ def test_a_python_37_venv_is_refused_up_front(tmp_path: Path) -> None:
 
 
 # -- 11. check speaks JSON and shows progress --------------------------------------------------------------------
+
+
+def test_check_json_has_the_verification_section_of_the_prune_report(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [wheels["okpkg"], wheels["prebroken"]])
+    code, out, err = run("check", "--json", "-", str(venv))
+    assert code == 1
+    document = json.loads(out)
+    jsonschema.validate(document, SCHEMA)
+    assert [f.split(":")[0] for f in document["verification"]["failures"]] == ["import prebroken"]
+    assert "venvprune: check " in err  # one line per phase in a build log, as the prune prints
+    code, report, _ = prune_json(str(venv))
+    assert code == 0
+    assert set(document["verification"]) == set(report["verification"])  # type: ignore[arg-type]
+
+
+def test_check_shows_live_progress_on_a_terminal(healthy_venv: Path) -> None:
+    main, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(Path(__file__).parents[2])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "venvprune", "check", str(healthy_venv)],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env=env,
+    )
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(main)
+    assert process.wait(timeout=60) == 0, output
+    assert b"\r\x1b[K" in output, output  # the live line is rewritten in place
 
 
 # -- 12. tests: keep what is code --------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def test_runtime_import_of_tests_is_caught_healed_and_reported(tmp_path: Path, w
     assert report["status"] == "success"
     verification = report["verification"]
     assert isinstance(verification, dict)
-    assert verification["ok"] is True and verification["regressions"] == []
+    assert verification["ok"] is True and verification["failures"] == []
     healed = {h["path"].split("site-packages/")[-1]: h["reason"] for h in verification["healed"]}
     assert set(healed) == {"rtpkg/tests", "eppkg/tests"}, healed
     assert healed["rtpkg/tests"].startswith(
@@ -128,7 +128,7 @@ def test_no_heal_fails_at_the_first_regression_and_restores_everything(tmp_path:
     assert report["status"] == "check-failed"
     verification = report["verification"]
     assert isinstance(verification, dict)
-    assert verification["regressions"] == ["import rtpkg: ModuleNotFoundError: No module named 'rtpkg.tests'"]
+    assert verification["failures"] == ["import rtpkg: ModuleNotFoundError: No module named 'rtpkg.tests'"]
     assert tree_digest(venv) == before
 
 
@@ -142,7 +142,7 @@ def test_unhealable_regression_restores_everything_and_exits_1(tmp_path: Path, w
     verification = report["verification"]
     assert isinstance(verification, dict)
     assert verification["ok"] is False
-    assert [r.split(":")[0] for r in verification["regressions"]] == [f"smoke test ! -e {marker} && touch {marker}"]
+    assert [r.split(":")[0] for r in verification["failures"]] == [f"smoke test ! -e {marker} && touch {marker}"]
     assert tree_digest(venv) == before
     assert "verification failed, everything restored" in err
 
@@ -153,7 +153,7 @@ def test_pre_existing_failures_are_reported_never_blamed(tmp_path: Path, wheels:
     assert code == 0, err
     verification = report["verification"]
     assert isinstance(verification, dict)
-    assert verification["healed"] == [] and verification["regressions"] == []
+    assert verification["healed"] == [] and verification["failures"] == []
     pre = verification["pre_existing"]
     assert any(p.startswith("import prebroken: RuntimeError: broken since it was installed") for p in pre), pre
     assert any(p.startswith("import crashy: the interpreter died of SIGSEGV") for p in pre), pre

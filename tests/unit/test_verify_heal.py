@@ -8,7 +8,7 @@ from pathlib import Path
 from venvprune.apply import FileError
 from venvprune.plan import Action, ActionKind, Phase
 from venvprune.verify.checks import Check, Result
-from venvprune.verify.compare import checks_after, compare
+from venvprune.verify.compare import baseline_states, checks_after, compare
 from venvprune.verify.heal import DISTRIBUTION, EVERYTHING, NAMED, TRACEBACK, Attribution, heal
 
 SITE = Path("/venv/lib/python3.11/site-packages")
@@ -74,12 +74,24 @@ class FakeTransaction:
 
 
 def test_only_what_passed_before_and_fails_now_is_a_regression() -> None:
-    checks = [import_check(m, m) for m in ("a", "b", "c", "d")]
-    before = {"import a": Result(True), "import b": Result(False, "broken"), "import c": Result(True)}
-    after = {"import a": Result(False, "now broken"), "import b": Result(False, "still"), "import c": Result(True)}
-    comparison = compare(checks, before, after)
-    assert [c.id for c in comparison.regressions] == ["import a"]
-    assert [c.id for c in comparison.pre_existing] == ["import b", "import d"]  # no baseline result: never blamed
+    checks = [import_check(m, m) for m in ("a", "b", "c", "d", "e")]
+    before = {
+        "import a": Result(True),
+        "import b": Result(False, "broken"),
+        "import c": Result(True),
+        "import e": Result(False, "timed out", timed_out=True),
+    }
+    after = {
+        "import a": Result(False, "now broken"),
+        "import b": Result(False, "still"),
+        "import c": Result(True),
+        "import d": Result(False, "new"),
+        "import e": Result.skipped("timed out before pruning"),
+    }
+    comparison = compare(checks, baseline_states(before), after)
+    assert [c.id for c in comparison.failures] == ["import a", "import d"]  # no record: judged on its own
+    assert [c.id for c in comparison.pre_existing] == ["import b"]
+    assert [c.id for c in comparison.not_run] == ["import e"]
     assert [c.id for c in comparison.passed] == ["import c"]
 
 

@@ -6,6 +6,7 @@ each takes well under a second except the hang, which waits for a one-second tim
 
 from __future__ import annotations
 
+import importlib.machinery
 import struct
 import sys
 from pathlib import Path
@@ -52,20 +53,27 @@ def test_importable_modules_from_record_and_top_level(tmp_path: Path) -> None:
 
 def test_discover_lists_distributions_entry_points_and_libraries(tmp_path: Path) -> None:
     site = make_site(tmp_path)
+    extension = f"foo/_lib{importlib.machinery.EXTENSION_SUFFIXES[0]}"
     install_dist(
         site,
         "Foo.Bar",
-        {"foo/__init__.py": "", "foo/_lib.so": elf_header(), "foo/tool": elf_header(interp=True)},
+        {"foo/__init__.py": "", extension: elf_header(), "foo/tool": elf_header(interp=True)},
         version="2.0",
         entry_points="[console_scripts]\nfoo = foo.cli:main\n",
     )
     (site / "foo" / "arm.so").write_bytes(elf_header(machine=183))  # another machine: test data, not loadable here
     (site / "foo" / "object.o.bin").write_bytes(elf_header(e_type=1))
+    (site / "foo" / "libbundled.so.1").write_bytes(elf_header())
     found = discovery.discover([str(site)])
     [dist] = found["distributions"]
     assert (dist["name"], dist["version"], dist["modules"]) == ("Foo.Bar", "2.0", ["foo"])
     assert dist["entry_points"] == [("console_scripts", "foo", "foo.cli:main")]
-    assert found["libraries"] == [[str(site / "foo/_lib.so"), "Foo.Bar"]]
+    roles = {Path(lib["path"]).name: (lib["role"], lib["owner"]) for lib in found["libraries"]}
+    assert roles == {
+        Path(extension).name: ("extension", "Foo.Bar"),
+        "libbundled.so.1": ("library", None),
+        "tool": ("program", "Foo.Bar"),
+    }
 
     listed = build_checks(found, tmp_path)
     ids = [c.id for c in listed.checks]
@@ -73,7 +81,7 @@ def test_discover_lists_distributions_entry_points_and_libraries(tmp_path: Path)
         "metadata Foo.Bar",
         "import foo",
         "entry point console_scripts:foo = foo.cli:main",
-        "dlopen lib/python3.11/site-packages/foo/_lib.so",
+        f"dlopen lib/python3.11/site-packages/{extension}",
     ]
     assert {c.task["bundle"] for c in listed.checks[1:]} == {"foo"}  # imported once, then its entry points
     assert all(c.distributions == ("foo-bar",) for c in listed.checks)
@@ -114,6 +122,20 @@ def test_entry_points_split_at_the_last_dot_and_skip_missing_optional_hosts(
     assert skipped["value"] == {
         "skipped": "needs venvprune_absent_host, which is not installed (an optional dependency)"
     }
+
+
+def test_an_entry_point_naming_a_submodule_imports_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pandas' ``matplotlib = pandas:plotting._matplotlib``: ``import pandas`` does not load that submodule."""
+    package = tmp_path / "plotting_host"
+    (package / "plotting").mkdir(parents=True)
+    (package / "__init__.py").write_text("from plotting_host import plotting\n")
+    (package / "plotting" / "__init__.py").write_text("")
+    (package / "plotting" / "_backend.py").write_text("DRAWN = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    loaded = tasks.run_task({"id": "a", "kind": "entry_point", "value": "plotting_host:plotting._backend"})
+    assert loaded["ok"], loaded
+    missing = tasks.run_task({"id": "b", "kind": "entry_point", "value": "plotting_host:plotting._absent"})
+    assert not missing["ok"] and missing["error"].startswith("AttributeError")
 
 
 def test_metadata_check_compares_with_the_expectation(tmp_path: Path) -> None:

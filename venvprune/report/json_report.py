@@ -6,13 +6,14 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from venvprune.report.model import SCHEMA_VERSION, Report
+from venvprune.report.model import SCHEMA_VERSION, CheckReport, Report
 
 
 def report_dict(report: Report) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "venvprune_version": report.version,
+        "command": "prune",
         "target": report.target,
         "kind": report.kind,
         "python": report.python,
@@ -39,13 +40,32 @@ def report_dict(report: Report) -> dict[str, Any]:
             for path, message, kept_at in report.recovery_problems
         ],
         "verification": _verification(report),
+        "final_stage": asdict(report.final_stage) if report.final_stage is not None else None,
         "timings": [{"phase": name, "seconds": seconds} for name, seconds in report.timings],
         "warnings": list(report.warnings),
     }
 
 
+def check_report_dict(report: CheckReport) -> dict[str, Any]:
+    """``venvprune check --json``: the target, and the verification section a prune's report has."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "venvprune_version": report.version,
+        "command": "check",
+        "target": report.target,
+        "kind": report.kind,
+        "python": report.python,
+        "verification": asdict(report.verification),
+        "timings": [{"phase": name, "seconds": seconds} for name, seconds in report.timings],
+    }
+
+
 def render_json(report: Report) -> str:
     return json.dumps(report_dict(report), indent=2, sort_keys=False) + "\n"
+
+
+def render_check_json(report: CheckReport) -> str:
+    return json.dumps(check_report_dict(report), indent=2, sort_keys=False) + "\n"
 
 
 def _verification(report: Report) -> dict[str, Any] | None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from venvprune.report.grouping import kept_groups, top_distributions
 from venvprune.report.model import Report, human_bytes
 from venvprune.report.text import measured_text, render_summary_line, saved_text
+from venvprune.verify.probe import judge
 
 
 def render_markdown(report: Report) -> str:
@@ -54,15 +57,25 @@ def render_markdown(report: Report) -> str:
 
 def _verification(report: Report) -> list[str]:
     verification = report.verification
+    final_stage = report.final_stage
+    tail = []
+    if final_stage is not None and final_stage.checker:
+        tail.append(f"- final-stage check: `{final_stage.checker}`")
+    if final_stage is not None and final_stage.note:
+        tail.append(f"- final-stage check: {final_stage.note}")
     if verification is None:
-        return ["", f"### Not verified ({report.verify_skipped})"] if report.verify_skipped else []
-    lines = ["", f"### Verification: {verification.checks_passed}/{verification.checks_total} checks pass", ""]
-    lines += [f"- FAILED after pruning (everything was restored): {failure}" for failure in verification.regressions]
+        head = ["", f"### Not verified ({report.verify_skipped})"] if report.verify_skipped else []
+        return head + ([""] if head and tail else []) + tail
+    lines = ["", f"### Verification: {judge.summary(asdict(verification))}", ""]
+    if verification.refused:
+        lines.append(f"- the checks before pruning said no (nothing was changed): {verification.refused}")
+    failed = "FAILED before pruning" if verification.refused else "FAILED after pruning (everything was restored)"
+    lines += [f"- {failed}: {failure}" for failure in verification.failures]
     lines += [f"- already failing before pruning (not blamed): {failure}" for failure in verification.pre_existing]
+    lines += [f"- not run: {line}" for line in verification.not_run]
+    lines += [f"- unused bundled library: `{u.path}` ({human_bytes(u.bytes)})" for u in verification.unused_libraries]
     lines += [f"- restored: `{h.path}` ({h.category}): {h.reason}" for h in verification.healed]
     before, after = verification.import_seconds_before, verification.import_seconds_after
     if before is not None and after is not None:
         lines.append(f"- importing every module: {before:.1f} s before, {after:.1f} s after (no bytecode)")
-    if verification.checker:
-        lines.append(f"- final-stage check: `{verification.checker}`")
-    return lines
+    return lines + tail

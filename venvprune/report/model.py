@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from venvprune import __version__
-from venvprune.pipeline import Outcome, Status
+from venvprune.pipeline import CheckOutcome, Outcome, Status
 from venvprune.plan import Action, ActionKind
 from venvprune.target import Target
+from venvprune.verify import VerifyOutcome
+from venvprune.verify.probe.judge import human_bytes as human_bytes  # one implementation, shared with check.py
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: verification "failures" (was "regressions"), "not_run", "unused_libraries"; "final_stage"
 
 
 @dataclass(frozen=True)
@@ -58,20 +60,41 @@ class HealedRow:
 
 
 @dataclass(frozen=True)
+class UnusedLibraryRow:
+    path: str
+    bytes: int
+    distribution: str | None
+
+
+@dataclass(frozen=True)
 class VerificationRow:
+    """The verification section: the same in a prune's report and in ``venvprune check``'s."""
+
     ok: bool
+    strict: bool
+    compared_with: str  # baseline (a prune), manifest (check, after a prune), nothing (each check on its own)
+    refused: str | None  # why the prune did not start: the checks before pruning said no
+    likely_cause: str | None  # when most checks do not pass
     checks_total: int
     checks_passed: int
-    regressions: tuple[str, ...]  # failures that could not be healed: everything was restored
-    pre_existing: tuple[str, ...]  # failing before pruning too: reported, never blamed
+    rerun: int | None  # checks repeated after pruning; the others could not be affected
+    unrecorded: int  # checks of the manifest without a verified record: judged on their own
+    failures: tuple[str, ...]  # what fails the run: regressions that could not be healed, the user's own checks
+    pre_existing: tuple[str, ...]  # failing before as well: reported, not blamed
+    not_run: tuple[str, ...]  # could not be run: never a pass
+    unused_libraries: tuple[UnusedLibraryRow, ...]  # bundled libraries nothing needs: reported, not checked
     healed: tuple[HealedRow, ...]  # changes undone because a check needed them
     import_seconds_before: float | None
     import_seconds_after: float | None
-    manifest: str | None  # the final-stage manifest, beside its check.py
 
-    @property
-    def checker(self) -> str | None:
-        return self.manifest.rpartition("/")[0] + "/check.py" if self.manifest else None
+
+@dataclass(frozen=True)
+class FinalStageRow:
+    """The final-stage manifest and checker this run wrote, or what became of them."""
+
+    manifest: str | None
+    checker: str | None
+    note: str | None
 
 
 @dataclass(frozen=True)
@@ -98,6 +121,7 @@ class Report:
     verify_skipped: str | None  # why there was no verification (a dry run has none and no reason)
     timings: tuple[tuple[str, float], ...]
     warnings: tuple[str, ...] = ()
+    final_stage: FinalStageRow | None = None
     version: str = __version__
 
     @property
@@ -160,19 +184,12 @@ def build_report(outcome: Outcome) -> Report:
         ]
 
     verification = None
+    final_stage = None
     if outcome.verification is not None:
-        v = outcome.verification
-        verification = VerificationRow(
-            ok=v.ok,
-            checks_total=v.checks_total,
-            checks_passed=v.checks_passed,
-            regressions=tuple(v.regressions),
-            pre_existing=tuple(v.pre_existing),
-            healed=tuple(HealedRow(rel(h.path), h.category, h.reason) for h in v.healed),
-            import_seconds_before=v.import_seconds_before,
-            import_seconds_after=v.import_seconds_after,
-            manifest=str(v.manifest) if v.manifest else None,
-        )
+        verification = verification_row(outcome.verification, inventory.target)
+        final_stage = _final_stage(outcome.verification.manifest, outcome.verification.manifest_note)
+    elif outcome.verify_skipped is not None:
+        final_stage = _final_stage(outcome.manifest, outcome.manifest_note)
 
     recovery = None
     if outcome.recovery is not None:
@@ -210,6 +227,61 @@ def build_report(outcome: Outcome) -> Report:
         verify_skipped=outcome.verify_skipped,
         timings=tuple((t.name, round(t.seconds, 3)) for t in outcome.timings),
         warnings=tuple(_unmatched_keep_warning(glob, inventory.target) for glob in plan.unmatched_keep),
+        final_stage=final_stage,
+    )
+
+
+def verification_row(v: VerifyOutcome, target: Target) -> VerificationRow:
+    def rel(path: Path) -> str:
+        return display_path(target.relative(path) if target.contains(path) else str(path))
+
+    return VerificationRow(
+        ok=v.ok,
+        strict=v.strict,
+        compared_with=v.compared_with,
+        refused=v.refused,
+        likely_cause=v.likely_cause,
+        checks_total=v.checks_total,
+        checks_passed=v.checks_passed,
+        rerun=v.rerun,
+        unrecorded=v.unrecorded,
+        failures=v.failures,
+        pre_existing=v.pre_existing,
+        not_run=v.not_run,
+        unused_libraries=tuple(UnusedLibraryRow(rel(u.path), u.size, u.distribution) for u in v.unused_libraries),
+        healed=tuple(HealedRow(rel(h.path), h.category, h.reason) for h in v.healed),
+        import_seconds_before=v.import_seconds_before,
+        import_seconds_after=v.import_seconds_after,
+    )
+
+
+def _final_stage(manifest: Path | None, note: str | None) -> FinalStageRow | None:
+    if manifest is None and note is None:
+        return None
+    checker = str(manifest.with_name("check.py")) if manifest is not None else None
+    return FinalStageRow(str(manifest) if manifest is not None else None, checker, note)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """``venvprune check``'s report: the target and the verification section of a prune's report."""
+
+    target: str
+    kind: str
+    python: str | None
+    verification: VerificationRow
+    timings: tuple[tuple[str, float], ...]
+    version: str = __version__
+
+
+def build_check_report(outcome: CheckOutcome) -> CheckReport:
+    target = outcome.target
+    return CheckReport(
+        target=str(target.root),
+        kind=target.kind.value,
+        python=target.python_version,
+        verification=verification_row(outcome.verification, target),
+        timings=tuple((t.name, round(t.seconds, 3)) for t in outcome.timings),
     )
 
 
@@ -247,12 +319,3 @@ def display_path(text: str) -> str:
     """A path a build log and JSON can carry: undecodable bytes and control characters become escapes."""
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-
-
-def human_bytes(count: float) -> str:
-    """Decimal units, as ``docker images`` shows them."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(count) < 1000 or unit == "GB":
-            return f"{count:,.0f} {unit}" if unit == "B" else f"{count:,.1f} {unit}"
-        count /= 1000
-    raise AssertionError("unreachable")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict
+
 from venvprune.report.grouping import actions_by_category, kept_groups, top_distributions
-from venvprune.report.model import Report, human_bytes
+from venvprune.report.model import CheckReport, Report, UnusedLibraryRow, human_bytes
+from venvprune.verify.probe import judge
+
+SHOWN = 10  # lines of one kind (not blamed, not run, unused libraries) the text shows; --json has them all
 
 
 def saved_text(report: Report) -> str:
@@ -25,18 +31,20 @@ def render_summary_line(report: Report) -> str:
         if report.verify_skipped is not None:
             parts.append(f"not verified ({report.verify_skipped})")
         elif report.verification is not None:
-            parts.append(f"{report.verification.checks_passed}/{report.verification.checks_total} checks pass")
+            parts.append(judge.summary(asdict(report.verification)))
         if report.errors:
             parts.append(f"{len(report.errors)} errors")
         if report.recovery_problems:
             parts.append(f"{len(report.recovery_problems)} originals not restored (see above)")
         if report.status == "check-failed":
             kept = len(report.recovery_problems)
-            parts = [
-                f"verification failed, restored except {kept} originals kept aside (see above)"
-                if kept
-                else "verification failed, everything restored"
-            ]
+            refused = report.verification is not None and report.verification.refused
+            if refused:
+                parts = ["verification failed, before pruning, nothing changed"]
+            elif kept:
+                parts = [f"verification failed, restored except {kept} originals kept aside (see above)"]
+            else:
+                parts = ["verification failed, everything restored"]
     return f"{head}, {', '.join(parts)}"
 
 
@@ -112,17 +120,69 @@ def render_text(report: Report, verbose: bool = False) -> str:
 
 def _verification_lines(report: Report) -> list[str]:
     verification = report.verification
-    if verification is None:
-        return []
-    lines = ["", f"  verification: {verification.checks_passed}/{verification.checks_total} checks pass"]
-    before, after = verification.import_seconds_before, verification.import_seconds_after
-    if before is not None and after is not None:
-        lines.append(
-            f"  importing every module took {before:.1f} s before and {after:.1f} s after "
-            "(without bytecode, each cold start compiles again)"
-        )
-    lines += [f"  already failing before pruning (not blamed): {failure}" for failure in verification.pre_existing]
-    lines += [f"  FAILED after pruning: {failure}" for failure in verification.regressions]
-    if verification.checker:
-        lines.append(f"  final-stage check: run {verification.checker} with the venv's python in the final image")
+    lines: list[str] = []
+    if verification is not None:
+        lines += ["", f"  verification: {judge.summary(asdict(verification))}"]
+        if verification.refused:
+            lines.append(f"  the checks before pruning said no: {verification.refused}")
+        if verification.rerun is not None and verification.rerun < verification.checks_total:
+            lines.append(
+                f"  after pruning, {verification.rerun} checks ran again: the others cannot be affected by what "
+                "changed (--verify all repeats every check)"
+            )
+        before, after = verification.import_seconds_before, verification.import_seconds_after
+        if before is not None and after is not None:
+            lines.append(
+                f"  importing every module took {before:.1f} s before and {after:.1f} s after "
+                "(without bytecode, each cold start compiles again)"
+            )
+        failed = "FAILED before pruning" if verification.refused else "FAILED after pruning"
+        lines += [f"  {failed}: {failure}" for failure in verification.failures]
+        lines += _capped("already failing before pruning (not blamed)", verification.pre_existing)
+        lines += _capped("not run", verification.not_run)
+        lines += _unused_lines(verification.unused_libraries)
+    final_stage = report.final_stage
+    if final_stage is not None and final_stage.checker:
+        lines.append(f"  final-stage check: run {final_stage.checker} with the venv's python in the final image")
+    if final_stage is not None and final_stage.note:
+        lines.append(f"  final-stage check: {final_stage.note}")
     return lines
+
+
+def _capped(label: str, items: Sequence[str]) -> list[str]:
+    lines = [f"  {label}: {item}" for item in items[:SHOWN]]
+    if len(items) > SHOWN:
+        lines.append(f"  {label}: ... and {len(items) - SHOWN} more (see --json)")
+    return lines
+
+
+def _unused_lines(libraries: Sequence[UnusedLibraryRow]) -> list[str]:
+    if not libraries:
+        return []
+    size = human_bytes(sum(u.bytes for u in libraries))
+    lines = [f"  unused bundled libraries ({len(libraries)}, {size}): nothing loads them, so they are not checked"]
+    lines += [f"    {u.path} ({human_bytes(u.bytes)})" for u in libraries[:SHOWN]]
+    if len(libraries) > SHOWN:
+        lines.append(f"    ... and {len(libraries) - SHOWN} more (see --json)")
+    return lines
+
+
+def render_check_text(report: CheckReport, quiet: bool = False) -> str:
+    """``venvprune check``'s output: the lines check.py prints, then the last line that says it all."""
+    verification = report.verification
+    lines: list[str] = []
+    if not quiet and verification.compared_with == "nothing":
+        lines.append(f"venvprune check: no manifest of a prune in {report.target}: each check is judged on its own")
+    elif not quiet and verification.unrecorded:
+        lines.append(
+            f"venvprune check: {verification.unrecorded} checks were not verified when the venv was pruned "
+            "(--no-verify, or added since): each is judged on its own"
+        )
+    section = asdict(verification)
+    for line in judge.report_lines(section, "when the venv was pruned"):
+        if not quiet or line.startswith("FAILED"):
+            lines.append(line)
+    if verification.likely_cause:
+        lines.append(f"venvprune check: {verification.likely_cause}")
+    lines.append(f"venvprune check: {judge.summary(section)} in {report.target}")
+    return "\n".join(lines) + "\n"

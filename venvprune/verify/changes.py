@@ -33,6 +33,9 @@ class Changes(Protocol):
 
 
 class Transaction(Changes, Protocol):
-    """And the means to write a file into the target (the final-stage manifest and checker), recoverably."""
+    """And the means to write into the target (the final-stage manifest and checker, or removing a stale one),
+    recoverably."""
 
     def create(self, path: Path, content: bytes) -> None: ...
+
+    def execute(self, actions: Iterable[Action]) -> Sequence[ChangeError]: ...

@@ -1,34 +1,21 @@
-"""The checks as data, and running them: discovery and the import workers in the target's interpreter, smoke commands.
+"""The checks as data: what must keep working, and what one run of it said.
 
-A :class:`Check` is one thing that must keep working -- a module import, an entry point, a library that must
-dlopen, a distribution's metadata, a user's smoke command -- with the task the worker runs and the distributions
-it belongs to (to find what to restore when it breaks). A :class:`Result` is what one run of it said.
+A :class:`Check` wraps one task of the probe's checklist (:mod:`venvprune.verify.probe.checklist`) -- a module
+import, an entry point, an extension module that must dlopen, a distribution's metadata -- or a user's smoke
+command, with the distributions it belongs to (to find what to restore when it breaks). A :class:`Result` is what
+one run of it said. The tasks themselves, and the verdicts, are the probe's, shared with the final-stage checker.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import tempfile
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from venvprune.errors import VenvpruneError
-from venvprune.verify import scratch as scratch_folders
-from venvprune.verify.archive import probe_archive
-from venvprune.verify.probe.discovery import canonical_name
-from venvprune.verify.probe.pool import hygienic_environment, run_tasks
-from venvprune.verify.probe.tasks import names_in_text
+from venvprune.verify.probe.checklist import checklist, module_owners
 
-METADATA_BUNDLE = "(metadata)"
-LIBRARIES_BUNDLE = "(libraries)"
 COMPILE_ID = "(compile estimate)"  # a pool task that is no check: how long compiling a sample takes
 
 
@@ -42,7 +29,22 @@ class Check:
     kind: str  # import, entry_point, dlopen, metadata, smoke
     task: Mapping[str, Any] = field(compare=False)  # what the worker runs (JSON); a smoke check has the command
     distributions: tuple[str, ...] = ()  # canonical names of the distributions it belongs to
-    subject: Path | None = None  # the library a dlopen check loads
+    subject: Path | None = None  # the extension module a dlopen check loads
+
+    @classmethod
+    def from_task(cls, task: Mapping[str, Any]) -> Check:
+        subject = Path(task["path"]) if task["kind"] == "dlopen" else None
+        return cls(str(task["id"]), str(task["kind"]), task, tuple(task.get("distributions", ())), subject)
+
+    @property
+    def explicit(self) -> bool:
+        """The user's own check (``--check-module``, ``--smoke``): an assertion, failing before or after."""
+        return self.kind == "smoke" or bool(self.task.get("explicit"))
+
+    @property
+    def needs(self) -> tuple[Path, ...]:
+        """The bundled libraries the loader brings in for a dlopen check's extension module."""
+        return tuple(Path(p) for p in self.task.get("needs", ()))
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,12 @@ class Result:
     modules: tuple[str, ...] = ()  # modules it could not find
     value: Any = field(default=None, compare=False)  # a metadata check's answer; a skipped entry point's reason
     attempt: str = "shared"  # the process that gave the verdict: shared, fresh (a retry group) or alone
+    timed_out: bool = False
+    not_run: str = ""  # why it was not run (a module it needs timed out): never a pass
     uses: tuple[str, ...] = field(default=(), compare=False)  # top-level names its imports asked for
     costs: Mapping[str, float] = field(default_factory=dict, compare=False)  # seconds each package took to load
     sources: tuple[str, ...] = field(default=(), compare=False)  # source files of the modules it loaded
+    mapped: tuple[str, ...] = field(default=(), compare=False)  # shared objects of site-packages it loaded
 
     @classmethod
     def from_probe(cls, raw: Mapping[str, Any]) -> Result:
@@ -72,10 +77,21 @@ class Result:
             modules=tuple(raw.get("modules", ())),
             value=raw.get("value"),
             attempt=str(raw.get("attempt", "shared")),
+            timed_out=bool(raw.get("timed_out")),
+            not_run=str(raw.get("not_run", "")),
             uses=tuple(raw.get("uses", ())),
             costs=dict(raw.get("costs", {})),
             sources=tuple(raw.get("sources", ())),
+            mapped=tuple(raw.get("mapped", ())),
         )
+
+    @classmethod
+    def skipped(cls, why: str) -> Result:
+        return cls(False, f"not run: {why}", not_run=why)
+
+    def as_probe(self) -> dict[str, Any]:
+        """The fields the probe's judge reads."""
+        return {"ok": self.ok, "error": self.error, "timed_out": self.timed_out, "not_run": self.not_run}
 
 
 @dataclass(frozen=True)
@@ -86,232 +102,43 @@ class Discovery:
     cache_tag: str | None  # cpython-311: names the bytecode files
     checks: tuple[Check, ...]
     module_owners: Mapping[str, tuple[str, ...]]  # top-level import name -> canonical distribution names
+    found: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the probe's answer
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """Canonical distribution name -> version."""
+        return {check.distributions[0]: str(check.task["version"]) for check in self._metadata()}
+
+    @property
+    def requires(self) -> dict[str, tuple[str, ...]]:
+        """Canonical distribution name -> the canonical names its ``Requires-Dist`` names (any marker)."""
+        return {check.distributions[0]: tuple(check.task["requires"]) for check in self._metadata()}
+
+    def _metadata(self) -> list[Check]:
+        return [c for c in self.checks if c.kind == "metadata" and c.distributions]
 
 
 def build_checks(found: Mapping[str, Any], root: Path, check_modules: Sequence[str] = ()) -> Discovery:
-    """Turn the probe's discovery into checks; bundles keep a module with its entry points and libraries."""
-    checks: dict[str, Check] = {}
-    module_owners: dict[str, list[str]] = {}
-    first_module: dict[str, str] = {}  # distribution -> the bundle its libraries join
-    distributions = sorted(found["distributions"], key=lambda d: -int(d.get("files", 0)))  # heaviest first
-    for dist in distributions:
-        name = canonical_name(dist["name"])
-        for module in dist["modules"]:
-            module_owners.setdefault(module.split(".")[0], []).append(name)
-            first_module.setdefault(name, module.split(".")[0])
-
-    def add(check: Check) -> None:
-        existing = checks.get(check.id)
-        if existing is None:
-            checks[check.id] = check
-        else:  # one module or entry point from two distributions (a namespace package): both own it
-            owners = tuple(dict.fromkeys(existing.distributions + check.distributions))
-            checks[check.id] = Check(existing.id, existing.kind, existing.task, owners, existing.subject)
-
-    for dist in distributions:
-        name = canonical_name(dist["name"])
-        metadata_id = f"metadata {dist['name']}"
-        add(Check(metadata_id, "metadata", _task(metadata_id, "metadata", METADATA_BUNDLE, dist=dist["name"]), (name,)))
-    for dist in distributions:
-        name = canonical_name(dist["name"])
-        for module in dist["modules"]:
-            add(_import_check(module, (name,)))
-    for module in check_modules:
-        add(_import_check(module, tuple(module_owners.get(module.split(".")[0], ()))))
-    for dist in distributions:
-        name = canonical_name(dist["name"])
-        for group, ep_name, value in dist["entry_points"]:
-            top = value.split(":")[0].strip().split(".")[0]
-            bundle = top if top in module_owners else f"(entry points of {name})"
-            check_id = f"entry point {group}:{ep_name} = {value}"
-            add(Check(check_id, "entry_point", _task(check_id, "entry_point", bundle, value=value), (name,)))
-    for path, owner in found["libraries"]:
-        library = Path(path)
-        owner_name = canonical_name(owner) if owner else None
-        check_id = f"dlopen {_relative(library, root)}"
-        bundle = first_module.get(owner_name, LIBRARIES_BUNDLE) if owner_name else LIBRARIES_BUNDLE
-        owners = (owner_name,) if owner_name else ()
-        add(Check(check_id, "dlopen", _task(check_id, "dlopen", bundle, path=path), owners, library))
+    """The probe's checklist for its discovery, as checks; bundles keep a module with its entry points."""
+    tasks = checklist(dict(found), str(root), check_modules)
+    by_name = {d["name"]: d for d in found["distributions"]}
+    for task in tasks:  # what the metadata checks know of their distribution, for the manifest and the scope
+        if task["kind"] == "metadata":
+            dist = by_name[task["dist"]]
+            task["version"] = dist["version"]
+            task["requires"] = list(dist.get("requires", ()))
+    owners = module_owners(dict(found))
     return Discovery(
         str(found["python"]),
         found.get("cache_tag"),
-        tuple(checks.values()),
-        {module: tuple(dict.fromkeys(owners)) for module, owners in module_owners.items()},
+        tuple(Check.from_task(t) for t in tasks),
+        {module: tuple(names) for module, names in owners.items()},
+        found,
     )
 
 
-def _import_check(module: str, owners: tuple[str, ...]) -> Check:
-    check_id = f"import {module}"
-    return Check(check_id, "import", _task(check_id, "import", module.split(".")[0], name=module), owners)
-
-
-def _task(check_id: str, kind: str, bundle: str, **fields: Any) -> dict[str, Any]:
-    return {"id": check_id, "kind": kind, "bundle": bundle, **fields}
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
 def smoke_check(command: str) -> Check:
-    return Check(f"smoke {command}", "smoke", {"command": command})
-
-
-class Runner:
-    """Runs checks against one target from a scratch folder outside it; use as a context manager."""
-
-    def __init__(self, interpreter: Path, root: Path, site_dirs: Sequence[Path], jobs: int, timeout: float) -> None:
-        self.interpreter = interpreter
-        self.root = root
-        self.site_dirs = [str(p) for p in site_dirs]
-        self.jobs = jobs
-        self.timeout = timeout
-        self.scratch = scratch_folders.make("verify")
-        self.probe = self.scratch / "probe.pyz"
-        self.compile_seconds = 0.0
-        # A copy, not the installed package: nothing of venvprune's is importable by the target, by design (-I).
-        self.probe.write_bytes(probe_archive())
-
-    def __enter__(self) -> Runner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        scratch_folders.remove(self.scratch)
-
-    def discover(self, check_modules: Sequence[str] = ()) -> Discovery:
-        out = self.scratch / "discovery.json"
-        with self._fresh_scratch("discover") as scratch:
-            env = hygienic_environment(dict(os.environ), str(scratch))
-            try:
-                completed = subprocess.run(
-                    [str(self.interpreter), "-I", "-B", str(self.probe), "discover", str(out), *self.site_dirs],
-                    cwd=scratch,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    text=True,
-                    errors="replace",
-                    timeout=max(self.timeout, 60.0),
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise VerifyError(f"{self.interpreter}: cannot list what to check ({exc})") from exc
-        if completed.returncode != 0:
-            last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-            raise VerifyError(f"{self.interpreter}: listing what to check failed ({last}); is it CPython 3.8 or newer?")
-        found = json.loads(out.read_text(encoding="utf-8"))
-        return build_checks(found, self.root, check_modules)
-
-    def run(
-        self,
-        checks: Iterable[Check],
-        weights: Mapping[str, float] | None = None,
-        uses: Mapping[str, Sequence[str]] | None = None,
-        costs: Mapping[str, float] | None = None,
-        pycache: Path | None = None,
-        estimate: Sequence[str] = (),
-    ) -> dict[str, Result]:
-        """Results of *checks* (metadata checks carry their expectation in the task); smoke commands included.
-
-        *weights*, *uses* and *costs* come from an earlier run (:func:`bundle_weights`, :func:`bundle_uses`,
-        :func:`package_costs`) and only make it faster.
-
-        *pycache*: a bytecode cache outside the venv (``-X pycache_prefix``; see :mod:`.bytecode`) for a venv
-        whose own caches were removed. Without it the workers run with ``-B``: nothing is written anywhere.
-        *estimate*: sources to compile, last, on a worker with nothing else to do (into a throwaway folder);
-        :attr:`compile_seconds` says how long that took.
-        """
-        checks = list(checks)
-        tasks = [dict(c.task) for c in checks if c.kind != "smoke"]
-        results: dict[str, Result] = {}
-        if tasks:
-            with self._fresh_scratch("pool") as scratch:
-                if estimate:
-                    (scratch / "compiled").mkdir()
-                    tasks.append(
-                        {
-                            "id": COMPILE_ID,
-                            "kind": "compile",
-                            "bundle": COMPILE_ID,
-                            "files": list(estimate),
-                            "cache": str(scratch / "compiled"),
-                        }
-                    )
-                raw = run_tasks(
-                    str(self.interpreter),
-                    str(self.probe),
-                    tasks,
-                    self.jobs,
-                    self.timeout,
-                    self.site_dirs,
-                    str(scratch),
-                    weights=dict(weights) if weights else None,
-                    uses={k: list(v) for k, v in uses.items()} if uses else None,
-                    costs=dict(costs) if costs else None,
-                    pycache=str(pycache) if pycache is not None else None,
-                )
-            compiled = raw.pop(COMPILE_ID, None)
-            if compiled and compiled.get("ok"):
-                self.compile_seconds += float(compiled["value"]["seconds"])
-            for task in tasks:
-                if task["id"] == COMPILE_ID:
-                    continue
-                found = raw.get(task["id"])
-                results[task["id"]] = Result.from_probe(found) if found else Result(False, "no result (internal error)")
-        for check in checks:
-            if check.kind == "smoke":
-                results[check.id] = self._smoke(str(check.task["command"]))
-        return results
-
-    def _smoke(self, command: str) -> Result:
-        """A user's command, through the shell, with the venv's bin first on PATH; exit status 0 is healthy."""
-        with self._fresh_scratch("smoke") as scratch:
-            env = hygienic_environment(dict(os.environ), str(scratch))
-            env["HOME"] = os.environ.get("HOME", env["HOME"])  # the user's command may need their configuration
-            env["PATH"] = os.pathsep.join([str(self.interpreter.parent), os.environ.get("PATH", os.defpath)])
-            env["VIRTUAL_ENV"] = str(self.root)
-            started = time.monotonic()
-            process = subprocess.Popen(
-                command,
-                shell=True,
-                cwd=scratch,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            try:
-                output, _ = process.communicate(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
-                return Result(False, f"timed out after {self.timeout:g} s", time.monotonic() - started)
-        seconds = time.monotonic() - started
-        if process.returncode == 0:
-            return Result(True, seconds=seconds)
-        text = output.decode("utf-8", "replace")
-        files, libraries, modules = names_in_text(text)
-        last = (text.strip().splitlines() or ["no output"])[-1]
-        return Result(
-            False,
-            f"exit status {process.returncode}: {last}",
-            seconds,
-            files=tuple(files),
-            libraries=tuple(libraries),
-            modules=tuple(modules),
-        )
-
-    @contextmanager
-    def _fresh_scratch(self, name: str) -> Iterator[Path]:
-        """An empty folder per run: no cache a package wrote in one run can mask a deletion in the next."""
-        path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.scratch))
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
+    return Check(f"smoke {command}", "smoke", {"id": f"smoke {command}", "kind": "smoke", "command": command})
 
 
 def bundle_weights(checks: Iterable[Check], results: Mapping[str, Result]) -> dict[str, float]:
@@ -358,3 +185,8 @@ def loaded_sources(checks: Iterable[Check], results: Mapping[str, Result]) -> li
 def import_seconds(checks: Iterable[Check], results: Mapping[str, Result]) -> float:
     """Seconds spent importing the modules, summed over the workers (each cold start pays about this)."""
     return round(sum(results[c.id].seconds for c in checks if c.kind == "import" and c.id in results), 2)
+
+
+def mapped_libraries(results: Iterable[Result]) -> list[str]:
+    """Shared objects of site-packages the imports loaded (``ctypes.CDLL`` included)."""
+    return sorted({path for result in results for path in result.mapped})

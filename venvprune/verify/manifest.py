@@ -1,8 +1,16 @@
-"""The final-stage manifest (what passed in the builder) and its checker, written into ``<target>/.venvprune/``.
+"""The final-stage manifest and its checker, in ``<target>/.venvprune/``: always the venv as this run leaves it.
+
+The manifest lists every check with what was recorded of it (``recorded``: passed, failed -- not blamed, or could
+not run), the distributions' versions, and paths relative to the target root (the venv may be copied elsewhere).
+After a verified prune the records are the verification's; when verification did not run (``--no-verify``, or
+nothing to change) the manifest is written from a quick listing of the venv, keeping the records of an earlier
+manifest for the distributions whose version did not change, the other checks to be judged on their own. With
+``--no-manifest``, or without an interpreter to list the venv with, an earlier manifest is removed, never left
+stale.
 
 The checker is the probe itself (:mod:`venvprune.verify.probe`, standard library only, Python 3.8+, as one archive:
-:mod:`venvprune.verify.archive`): run with no arguments it reads ``manifest.json`` beside it and repeats those
-checks, so the import logic exists once.
+:mod:`venvprune.verify.archive`): it discovers the venv, joins the manifest, runs and judges as ``venvprune check``
+does, so the import logic exists once.
 """
 
 from __future__ import annotations
@@ -14,13 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from venvprune import __version__
+from venvprune.plan import Action, ActionKind
 from venvprune.target import MANIFEST_DIR_NAME, Target
-from venvprune.verify import probe
 from venvprune.verify.archive import probe_archive
-from venvprune.verify.checks import Check, Result
+from venvprune.verify.changes import Transaction
+from venvprune.verify.checks import Check, Discovery, Result
+from venvprune.verify.probe import MANIFEST_FORMAT, MANIFEST_NAME, judge
+from venvprune.verify.probe.checker import ManifestError, read_manifest
+from venvprune.verify.probe.checklist import relative
 
 CHECKER_NAME = "check.py"
-MANIFEST_NAME = probe.MANIFEST_NAME
+_KINDS = ("import", "entry_point", "dlopen", "metadata")
+_TASK_KEYS = ("id", "kind", "bundle", "distributions", "name", "value", "dist", "path", "needs", "explicit")
 
 
 def manifest_dir(target: Target) -> Path:
@@ -29,40 +42,81 @@ def manifest_dir(target: Target) -> Path:
 
 def manifest_bytes(
     target: Target,
-    interpreter: Path,
-    python: str,
-    passed: Sequence[Check],
-    results: Mapping[str, Result],
+    discovery: Discovery,
+    checks: Sequence[Check],
+    results: Mapping[str, Result] | None,
+    previous: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """The checks that passed, with paths relative to the target root (the venv may be copied elsewhere).
+    """The manifest: each check with its record -- from *results*, else carried from the *previous* manifest.
 
     Nothing in it depends on timing, so two prunes of the same venv write the same bytes.
     """
-    root = target.root
-    checks: list[dict[str, Any]] = []
-    for check in passed:
+    root = str(target.root)
+    versions = discovery.versions
+    carried = _carried_records(previous, versions) if results is None else {}
+    entries: list[dict[str, Any]] = []
+    for check in checks:
         if check.kind == "smoke":
             continue  # needs a shell and the user's context; the final image may have neither
-        task = dict(check.task)
+        entry = {
+            key: check.task[key] for key in _TASK_KEYS if key in check.task and check.task[key] not in (None, False)
+        }
         if check.kind == "dlopen":
-            task["path"] = os.path.relpath(task["path"], root)
-        if check.kind == "metadata":
-            task["expect"] = results[check.id].value
-        checks.append(task)
+            entry["path"] = relative(str(check.task["path"]), root)
+            entry["needs"] = [relative(str(p), root) for p in check.task.get("needs", ())]
+        if results is not None:
+            result = results.get(check.id)
+            entry["recorded"] = judge.record(result.as_probe() if result is not None else None)
+            if check.kind == "metadata" and result is not None and result.ok:
+                entry["expect"] = result.value
+        elif check.id in carried:
+            entry.update(carried[check.id])
+        entries.append(entry)
+    interpreter = target.interpreter or Path("python3")
     manifest = {
-        "format": probe.MANIFEST_FORMAT,
+        "format": MANIFEST_FORMAT,
         "written_by": f"venvprune {__version__}",
-        "python": python,
-        "interpreter": os.path.relpath(interpreter, root),
-        "site_dirs": [os.path.relpath(p, root) for p in target.site_packages],
+        "python": discovery.python,
+        "interpreter": os.path.relpath(interpreter, target.root),
+        "site_dirs": [os.path.relpath(p, target.root) for p in target.site_packages],
+        "distributions": dict(sorted(versions.items())),
         "counts": {
-            kind: sum(1 for c in checks if c["kind"] == kind)
+            kind: sum(1 for c in entries if c["kind"] == kind)
             for kind in ("import", "entry_point", "dlopen", "metadata")
         },
         # Sorted: discovery follows directory-listing order, and a re-prune must write the same bytes.
-        "checks": sorted(checks, key=lambda task: json.dumps(task, sort_keys=True)),
+        "checks": sorted(entries, key=lambda task: json.dumps(task, sort_keys=True)),
     }
     return (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
+
+
+def _carried_records(previous: Mapping[str, Any] | None, versions: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The records of *previous* whose distributions all have the version they had then."""
+    if not previous:
+        return {}
+    then = previous.get("distributions", {})
+    carried: dict[str, dict[str, Any]] = {}
+    for entry in previous.get("checks", ()):
+        owners = entry.get("distributions", ())
+        if "recorded" in entry and all(then.get(d) is not None and then.get(d) == versions.get(d) for d in owners):
+            carried[entry["id"]] = {k: entry[k] for k in ("recorded", "expect") if k in entry}
+    return carried
+
+
+def unrecorded(content: bytes) -> int:
+    """How many checks of a manifest carry no record (to be judged on their own)."""
+    return sum(1 for entry in json.loads(content)["checks"] if "recorded" not in entry)
+
+
+def previous_manifest(target: Target) -> dict[str, Any] | None:
+    """The manifest an earlier prune wrote, when there is a readable one of this format."""
+    path = manifest_dir(target) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        return read_manifest(str(path))
+    except ManifestError:
+        return None
 
 
 def checker_bytes(target: Target) -> bytes:
@@ -71,7 +125,28 @@ def checker_bytes(target: Target) -> bytes:
     header = (
         f"# Written by venvprune {__version__}. In the final image run:\n"
         f'#     RUN ["{python}", "-B", "{checker}"]\n'
-        "# It repeats the checks of manifest.json beside it and exits 1 naming each one that fails. Standard\n"
-        "# library only (Python 3.8+). -B: a .pth file that imports a module at start-up would write bytecode.\n"
+        "# It checks the venv as `venvprune check` does, against manifest.json beside it, and exits 1 naming each\n"
+        "# check that fails. Standard library only (Python 3.8+); this file is a zip archive Python runs.\n"
+        "# -B: a .pth file that imports a module at start-up would write bytecode.\n"
     )
     return probe_archive(header.encode("utf-8"))
+
+
+def write(transaction: Transaction, target: Target, manifest: bytes) -> Path:
+    """Write the manifest and the checker (recoverably, through the transaction); the manifest's path."""
+    directory = manifest_dir(target)
+    transaction.create(directory / MANIFEST_NAME, manifest)
+    transaction.create(directory / CHECKER_NAME, checker_bytes(target))
+    return directory / MANIFEST_NAME
+
+
+def remove(transaction: Transaction, target: Target, why: str) -> str | None:
+    """Remove an earlier manifest and checker, so none is left stale; a line for the report, None if there was none."""
+    directory = manifest_dir(target)
+    if not os.path.lexists(directory):
+        return None
+    action = Action(directory, ActionKind.REMOVE, "manifest", why, 0, 0, None, is_directory=True)
+    errors = transaction.execute([action])
+    if errors:
+        return f"could not remove the earlier final-stage manifest {directory}: {errors[0].message}"
+    return f"removed the earlier final-stage manifest {directory} ({why})"

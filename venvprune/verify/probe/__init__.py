@@ -5,6 +5,9 @@ own tree for each run; the same archive becomes the final-stage ``<venv>/.venvpr
 logic exists once, and ``venvprune check``, the prune's verification and ``check.py`` judge alike.
 
 * :mod:`.discovery`: what there is to check, read from metadata and the disk, nothing imported;
+* :mod:`.loader`: the ELF objects as the dynamic loader meets them (``DT_NEEDED``, ``RPATH``, ``RUNPATH``);
+* :mod:`.checklist`: the checks for a discovery, joined with what a manifest recorded;
+* :mod:`.judge`: the verdict on each check, and the lines that say it;
 * :mod:`.tasks`: one check in this process -- import a module, load an entry point, dlopen a library, ask
   ``importlib.metadata``;
 * :mod:`.worker`: a long-lived process serving tasks over pipes;
@@ -18,4 +21,4 @@ package has another name).
 """
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: each check with what was recorded of it; the distributions' versions

@@ -1,53 +1,74 @@
-"""``python check.py``: in the final image, repeat the checks that passed when venvprune pruned this venv.
+"""``python -B check.py``: in the final image, the checks of the builder again, judged as the builder judged them.
 
-It reads ``manifest.json`` beside it, runs every check listed there, and exits 1 naming each one that fails now --
-in a final image that lacks a system library, say.
+It reads ``manifest.json`` beside it (what the prune recorded of each check), lists what this venv holds as
+``venvprune check`` does (:mod:`.discovery`, :mod:`.checklist`), runs the checks in this interpreter's workers and
+judges them with :mod:`.judge`: the same code, so ``check.py`` and ``venvprune check`` agree. It exits 1 naming
+each check that fails -- in a final image that lacks a system library, say -- and 2 when it cannot read the
+manifest.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
-from typing import List, Tuple
+from typing import Any, Dict, List
 
 from . import MANIFEST_FORMAT, MANIFEST_NAME
+from .checklist import Task, checklist, unused_libraries, with_records
+from .discovery import discover
+from .judge import judge, recorded_states, report_lines, summary
 from .pool import run_tasks
 
 
-def check_manifest(manifest_path: str, jobs: int = 0, timeout: float = 120.0) -> Tuple[int, List[str]]:
-    """Run the manifest's checks against this venv: (checks run, failures as ``check: error`` lines)."""
-    with open(manifest_path, encoding="utf-8") as handle:
-        manifest = json.load(handle)
-    if manifest.get("format") != MANIFEST_FORMAT:
-        return 0, ["%s: format %r is not one this checker reads" % (manifest_path, manifest.get("format"))]
+class ManifestError(Exception):
+    """The manifest cannot be read: the checker cannot say anything about this venv."""
+
+
+def read_manifest(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ManifestError("cannot read %s: %s" % (path, exc)) from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ManifestError(
+            "%s: format %r is not one this checker reads (%r); prune again with this venvprune"
+            % (path, found, MANIFEST_FORMAT)
+        )
+    return manifest
+
+
+def check_venv(manifest_path: str, jobs: int = 0, timeout: float = 120.0, strict: bool = False) -> Dict[str, Any]:
+    """Discover, join with the manifest, run, judge: the verification section (see :func:`.judge.judge`)."""
+    manifest = read_manifest(manifest_path)
     root = os.path.dirname(os.path.dirname(os.path.abspath(manifest_path)))
     site_dirs = [os.path.normpath(os.path.join(root, d)) for d in manifest["site_dirs"]]
     python = os.path.normpath(os.path.join(root, manifest["interpreter"]))
     if not os.path.exists(python):
         python = sys.executable  # e.g. another layout in the final image; the workers add site_dirs to sys.path
-    tasks = []
-    for task in manifest["checks"]:
-        if task["kind"] == "dlopen":
-            task = dict(task, path=os.path.normpath(os.path.join(root, task["path"])))
-        tasks.append(task)
+    found = discover(site_dirs)
+    tasks = with_records(checklist(found, root), manifest, root)
+    results = _run(python, tasks, jobs, timeout, site_dirs)
+    section = judge(tasks, results, recorded_states(tasks), strict)
+    mapped = [p for r in results.values() for p in r.get("mapped", ())]
+    section["unused_libraries"] = unused_libraries(found, mapped)
+    section["unrecorded"] = sum(1 for t in tasks if not t.get("recorded"))
+    return section
+
+
+def _run(python: str, tasks: List[Task], jobs: int, timeout: float, site_dirs: List[str]) -> Dict[str, Any]:
     scratch = tempfile.mkdtemp(prefix="venvprune-check-")
     try:
         # A pruned venv has no bytecode: compile each module once, into the scratch folder (never the venv).
         pycache = os.path.join(scratch, "pycache")
-        probe = os.path.abspath(sys.argv[0])  # this archive: the workers run it too
-        results = run_tasks(python, probe, tasks, jobs, timeout, site_dirs, scratch, pycache=pycache)
+        archive = os.path.abspath(sys.argv[0])  # this file: the workers run it too
+        return run_tasks(python, archive, tasks, jobs, timeout, site_dirs, scratch, pycache=pycache)
     finally:
-        import shutil
-
         shutil.rmtree(scratch, ignore_errors=True)
-    failures = [
-        "%s: %s" % (task["id"], results.get(task["id"], {}).get("error", "no result"))
-        for task in tasks
-        if not results.get(task["id"], {}).get("ok")
-    ]
-    return len(tasks), failures
 
 
 def check_main(argv: List[str]) -> int:
@@ -55,20 +76,33 @@ def check_main(argv: List[str]) -> int:
 
     parser = argparse.ArgumentParser(
         prog="check.py",
-        description="Repeat, in this image, the checks that passed when venvprune pruned this venv.",
+        description="Check, in this image, what venvprune checked when it pruned this venv, and judge it alike.",
     )
-    parser.add_argument(
-        "--manifest", default=os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), MANIFEST_NAME)
-    )
+    beside = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), MANIFEST_NAME)
+    parser.add_argument("--manifest", default=beside)
     parser.add_argument("--jobs", type=int, default=0, help="worker processes (default: one per CPU)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per check")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per check (at least 1)")
+    parser.add_argument("--strict", action="store_true", help="fail on checks not blamed or not run, too")
     args = parser.parse_args(argv)
+    if args.timeout < 1:
+        parser.error("--timeout must be at least 1 second")
     try:
-        total, failures = check_manifest(args.manifest, args.jobs, args.timeout)
-    except (OSError, ValueError, KeyError) as exc:
-        print("venvprune check.py: cannot read %s: %s" % (args.manifest, exc), file=sys.stderr)
+        section = check_venv(args.manifest, args.jobs, args.timeout, args.strict)
+    except ManifestError as exc:
+        print("venvprune check.py: %s" % exc, file=sys.stderr)
         return 2
-    for failure in failures:
-        print("FAILED %s" % failure)
-    print("venvprune check.py: %d/%d checks pass" % (total - len(failures), total))
-    return 1 if failures else 0
+    root = os.path.dirname(os.path.dirname(os.path.abspath(args.manifest)))
+    print_section(section, root, "venvprune check.py")
+    return 0 if section["ok"] else 1
+
+
+def print_section(section: Dict[str, Any], root: str, program: str) -> None:
+    unrecorded = section.get("unrecorded", 0)
+    if unrecorded:
+        print(
+            "%d checks were not verified when the venv was pruned (--no-verify, or added since): "
+            "each is judged on its own" % unrecorded
+        )
+    for line in report_lines(section, "when the venv was pruned", root):
+        print(line)
+    print("%s: %s" % (program, summary(section)))

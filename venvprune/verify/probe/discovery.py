@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import re
-import struct
 import sys
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+
+from . import loader
 
 # Files that are never ELF: skipped before their first bytes are read (a venv has tens of thousands of them).
 # (A string split, not a literal: formatted, a literal takes a line per suffix.)
@@ -17,9 +19,8 @@ _NOT_ELF_SUFFIXES = tuple(
     ".py .pyc .pyi .pyx .pxd .pxi .h .hpp .cuh .c .cc .cpp .txt .json .md .rst .html .js .css .yaml .yml .toml .cfg"  # noqa: SIM905
     " .ini .typed .pem .csv .png .svg .jinja .j2 .tmpl .xml .a .o .pkl .npz .npy".split()
 )
-_ET_DYN = 3
-_PT_INTERP = 3
 _SKIPPED_TOP_DIRS = (".venvprune", ".venvprune-staging", ".venvprune-unrestored", "__pycache__")
+_REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
 def canonical_name(name: str) -> str:
@@ -58,20 +59,23 @@ def discover(site_dirs: List[str]) -> Dict[str, Any]:
                     "metadata_dir": meta_dir,
                     "modules": importable_modules(site_dir, files, top_level),
                     "entry_points": sorted({(ep.group, ep.name, ep.value) for ep in dist.entry_points}),
+                    "requires": sorted({canonical_name(r) for r in map(_required_name, dist.requires or ()) if r}),
                     "files": len(files),
                 }
             )
-    libraries: List[List[Optional[str]]] = []
-    for path in shared_libraries(site_dirs):
-        relative = _relative_to_any(path, site_dirs)
-        libraries.append([path, owners.get(relative) if relative is not None else None])
     return {
         "python": "%d.%d.%d" % sys.version_info[:3],
         "executable": sys.executable,
         "cache_tag": sys.implementation.cache_tag,
         "distributions": distributions,
-        "libraries": libraries,
+        "libraries": _libraries(site_dirs, owners),
     }
+
+
+def _required_name(requirement: str) -> str:
+    """The distribution a ``Requires-Dist`` line names, whatever its markers say (a superset is safe)."""
+    match = _REQUIREMENT_NAME.match(requirement)
+    return match.group(1) if match else ""
 
 
 def _installed_files(dist: Any) -> List[str]:
@@ -92,8 +96,6 @@ def importable_modules(site_dir: str, files: Iterable[str], top_level: Iterable[
     not ``opentelemetry``. Names that are not identifiers (``numpy.libs``, ``foo-1.0.data``) are not modules, nor
     are files this interpreter would not import (``foo.cpython-310-x86_64-linux-gnu.so`` under 3.11, ``libbar.so.1``).
     """
-    import importlib.machinery
-
     suffixes = tuple(importlib.machinery.all_suffixes())
     found: Set[str] = set()
     packages: Dict[str, bool] = {}  # directory -> regular package? (torch lists 15,000 files in one package)
@@ -151,13 +153,17 @@ def _relative_to_any(path: str, directories: Iterable[str]) -> Optional[str]:
     return None
 
 
-def shared_libraries(site_dirs: Iterable[str]) -> Iterator[str]:
-    """ELF shared objects this interpreter could load, found by their header, not by a ``.so`` name.
+def elf_objects(site_dirs: Iterable[str]) -> Iterator[Tuple[str, loader.ElfObject]]:
+    """ELF shared objects and programs this interpreter could load, found by their header, not by a ``.so`` name.
 
-    Executables (a PT_INTERP segment: ``torch/bin/*``), objects of another class or machine (test data) and
-    relocatable objects are not libraries to dlopen.
+    Objects of another class or machine (test data) and relocatable objects are not loadable here and not listed.
+    An extension module (``foo.cpython-311-x86_64-linux-gnu.so``; a bare ``foo.so`` only when it exports
+    ``PyInit_foo``) is marked ``extension``; one with a program interpreter (``torch/bin/*``) ``program``.
     """
-    wanted = _elf_identity(os.path.realpath(sys.executable))
+    wanted = loader.elf_identity(os.path.realpath(sys.executable))
+    if wanted is None:
+        return
+    suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
     for site_dir in site_dirs:
         for directory, dirnames, filenames in os.walk(site_dir):
             if directory == site_dir:
@@ -169,47 +175,35 @@ def shared_libraries(site_dirs: Iterable[str]) -> Iterator[str]:
                     continue
                 path = os.path.join(directory, filename)
                 if os.path.islink(path):
-                    continue  # its target is checked under its own name
-                if wanted is not None and _is_loadable_library(path, wanted):
-                    yield path
+                    continue  # listed under its own name
+                stem = next((filename[: -len(s)] for s in suffixes if filename.endswith(s)), None)
+                module = stem is not None and stem.isidentifier()
+                bare = module and not any(filename.endswith(s) for s in suffixes if s != ".so")
+                info = loader.read_object(path, wanted, "PyInit_" + str(stem) if bare else None)
+                if info is None:
+                    continue
+                info["extension"] = module and not info["program"] and info.pop("exports_init", True)
+                yield path, info
 
 
-def _elf_identity(path: str) -> Optional[Tuple[int, int, int]]:
-    """(class, byte order, machine) of an ELF file, None when it is not one."""
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(20)
-    except OSError:
-        return None
-    if len(header) < 20 or header[:4] != b"\x7fELF":
-        return None
-    order = "<" if header[5] == 1 else ">"
-    return header[4], header[5], struct.unpack(order + "H", header[18:20])[0]
-
-
-def _is_loadable_library(path: str, wanted: Tuple[int, int, int]) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(64)
-            if len(header) < 52 or header[:4] != b"\x7fELF":
-                return False
-            elf_class, data = header[4], header[5]
-            order = "<" if data == 1 else ">"
-            e_type, e_machine = struct.unpack(order + "HH", header[16:20])
-            if (elf_class, data, e_machine) != wanted or e_type != _ET_DYN:
-                return False
-            if elf_class == 2:
-                (phoff,) = struct.unpack(order + "Q", header[32:40])
-                phentsize, phnum = struct.unpack(order + "HH", header[54:58])
-            else:
-                (phoff,) = struct.unpack(order + "I", header[28:32])
-                phentsize, phnum = struct.unpack(order + "HH", header[42:46])
-            handle.seek(phoff)
-            table = handle.read(phentsize * phnum)
-    except (OSError, struct.error):
-        return False
-    for index in range(min(phnum, len(table) // max(phentsize, 1))):
-        (p_type,) = struct.unpack(order + "I", table[index * phentsize : index * phentsize + 4])
-        if p_type == _PT_INTERP:
-            return False
-    return True
+def _libraries(site_dirs: List[str], owners: Dict[str, str]) -> List[Dict[str, Any]]:
+    """Every loadable ELF object with its owner, size and role; extensions and programs with their closure."""
+    objects: Dict[str, loader.ElfObject] = {}
+    listed: List[Tuple[str, loader.ElfObject]] = []
+    for path, info in elf_objects(site_dirs):
+        objects[os.path.realpath(path)] = info
+        listed.append((path, info))
+    libraries = []
+    for path, info in listed:
+        relative = _relative_to_any(path, site_dirs)
+        role = "extension" if info["extension"] else "program" if info["program"] else "library"
+        entry: Dict[str, Any] = {
+            "path": path,
+            "owner": owners.get(relative) if relative is not None else None,
+            "size": os.path.getsize(path),
+            "role": role,
+        }
+        if role != "library":
+            entry["closure"] = loader.closure(os.path.realpath(path), objects)
+        libraries.append(entry)
+    return libraries

@@ -75,8 +75,27 @@ def _entry_point(task: Task) -> Optional[Dict[str, str]]:
             return {"skipped": "needs %s, which is not installed (an optional dependency)" % top}
         raise
     for attr in filter(None, attrs.split(".")):
-        target = getattr(target, attr)
+        target = _attribute(target, attr)
     return None
+
+
+def _attribute(target: Any, attr: str) -> Any:
+    """``getattr``, or the submodule the name is (``pandas:plotting._matplotlib``): consumers that load such an
+    entry point import that module (pandas' plotting-backend loader does), so it is not a missing attribute."""
+    import importlib
+
+    try:
+        return getattr(target, attr)
+    except AttributeError:
+        package = getattr(target, "__name__", None) if hasattr(target, "__path__") else None
+        if not isinstance(package, str):
+            raise
+        try:
+            return importlib.import_module("%s.%s" % (package, attr))
+        except ModuleNotFoundError as exc:
+            if exc.name != "%s.%s" % (package, attr):
+                raise
+        raise
 
 
 # A clean, single-threaded process (no site, nothing from site-packages loaded) that forks once per library:

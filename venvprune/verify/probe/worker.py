@@ -24,7 +24,9 @@ def worker(argv: List[str]) -> None:
     With each result go, for the pool's scheduling: ``loaded``, the top-level modules this task added to
     ``sys.modules``; ``uses``, every top-level name an import statement asked for while it ran -- also the ones
     already loaded, so ``import functorch`` after ``import torch`` still says it needs torch; ``costs``, the
-    seconds each package it loaded took to load; and ``sources``, the source files of the modules it loaded.
+    seconds each package it loaded took to load; ``sources``, the source files of the modules it loaded; and
+    ``mapped``, the shared objects in site-packages it brought into the process (``ctypes.CDLL`` included), so that
+    a bundled library loaded at run time is never taken for an unused one.
     """
     import builtins
     import faulthandler
@@ -34,6 +36,8 @@ def worker(argv: List[str]) -> None:
         with contextlib.suppress(OSError, AttributeError):
             os.nice(niceness)
     known = {os.path.realpath(p) for p in sys.path if p}
+    site_dirs = [os.path.realpath(p).rstrip(os.sep) + os.sep for p in argv[3:]]
+    mapped = _mapped(site_dirs)
     for site_dir in argv[3:]:
         if os.path.realpath(site_dir) not in known:
             site.addsitedir(site_dir)  # run by an interpreter that does not know the venv: a final-stage python
@@ -77,10 +81,27 @@ def worker(argv: List[str]) -> None:
             if own in after - before:
                 costs[own] = result["seconds"]
             result["costs"] = {k: round(v, 3) for k, v in costs.items() if v >= 0.01}
+            now = _mapped(site_dirs)
+            result["mapped"] = sorted(now - mapped)
+            mapped = now
         data = (json.dumps(result) + "\n").encode("utf-8")
         while data:
             data = data[os.write(result_fd, data) :]
     os._exit(0)
+
+
+def _mapped(site_dirs: List[str]) -> Set[str]:
+    """Files under *site_dirs* mapped into this process (Linux: /proc/self/maps; elsewhere nothing is known)."""
+    found: Set[str] = set()
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="surrogateescape") as handle:
+            for line in handle:
+                path = line.rstrip("\n").split(None, 5)[-1] if line.count(" ") >= 5 else ""
+                if path.startswith(tuple(site_dirs)):
+                    found.add(path)
+    except OSError:
+        pass
+    return found
 
 
 def _sources(names: Iterable[str]) -> List[str]:
