@@ -254,6 +254,45 @@ def test_an_explicit_check_failing_before_pruning_fails_the_run(healthy_venv: Pa
     assert f"FAILED {'import' if check[0] == '--check-module' else 'smoke'} {check[1]}" in out
 
 
+def test_checks_that_could_not_run_are_counted_and_never_passed(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    work = tmp_path / "wheels"
+    work.mkdir()
+    hangs = build_wheel(work, "hangs", {"hangs/__init__.py": "while True:\n    pass\n"})
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [wheels["okpkg"], wheels["plotpkg"], hangs])
+    code, report, err = prune_json("--timeout", "2", str(venv))
+    assert code == 0, err
+    verification = report["verification"]
+    assert isinstance(verification, dict)
+    assert [n.split(":")[0] for n in verification["not_run"]] == ["import hangs"]
+    assert verification["checks_passed"] == verification["checks_total"] - 1
+    assert "1 not run" in last_line(err)
+    # The manifest keeps it as a check that could not run: check judges it alike, and --strict fails on it.
+    code, out, _ = run("check", "--timeout", "2", str(venv))
+    assert code == 0, out
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("not run")] == ["not run"]
+    assert "import hangs" in out
+    code, out, _ = run("check", "--strict", "--timeout", "2", str(venv))
+    assert code == 1, out
+
+
+def test_a_baseline_in_which_most_checks_fail_is_an_error_naming_the_likely_cause(tmp_path: Path) -> None:
+    work = tmp_path / "wheels"
+    work.mkdir()
+    hangs = build_wheel(
+        work,
+        "hangs",
+        {"hangs/__init__.py": "while True:\n    pass\n", "hangs/tests/__init__.py": ""},
+        entry_points=console_scripts("hangs", 3),
+    )
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [hangs])
+    before = tree_digest(venv)
+    code, out, err = run(*NO_ELF, "--timeout", "2", str(venv))
+    assert code == 1, err
+    assert tree_digest(venv) == before
+    assert "the timeout is likely too short (--timeout 2" in out
+    assert last_line(out).endswith("verification failed, before pruning, nothing changed")
+
+
 def test_strict_fails_on_every_pre_existing_failure(tmp_path: Path, wheels: dict[str, Path]) -> None:
     venv = make_venv(Path(sys.executable), tmp_path / "venv", [wheels["okpkg"], wheels["prebroken"]])
     before = tree_digest(venv)
@@ -309,6 +348,23 @@ def test_no_manifest_removes_an_old_one_and_says_so(healthy_venv: Path) -> None:
 
 
 # -- 7, 8. no hangs ----------------------------------------------------------------------------------------------
+
+
+def test_a_module_that_hangs_is_imported_once_and_its_entry_points_are_not_run(tmp_path: Path) -> None:
+    counter = tmp_path / "imports.txt"
+    work = tmp_path / "wheels"
+    work.mkdir()
+    hangs = build_wheel(
+        work, "hangs", counting("hangs", counter, "while True:\n    pass\n"), entry_points=console_scripts("hangs", 8)
+    )
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [hangs])
+    code, out, _ = run("check", "--timeout", "2", "--jobs", "2", str(venv))
+    assert code == 1
+    assert imports_counted(counter) == {"hangs": 1}
+    failed = [line for line in out.splitlines() if line.startswith("FAILED")]
+    assert [line.split(":")[0] for line in failed] == ["FAILED import hangs"]
+    not_run = [line for line in out.splitlines() if line.startswith("not run")]
+    assert len(not_run) == 8 and all("import hangs timed out" in line for line in not_run), out
 
 
 # -- 9, 10. targets without an interpreter, and old Pythons ------------------------------------------------------

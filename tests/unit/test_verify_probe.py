@@ -191,6 +191,23 @@ def test_a_hang_times_out(modules: Path, tmp_path: Path) -> None:
     assert results["good"]["ok"]
 
 
+def test_a_module_that_hangs_is_imported_once_and_what_needs_it_is_not_run(modules: Path, tmp_path: Path) -> None:
+    counter = tmp_path / "imports.txt"
+    (modules / "stalls.py").write_text(f"open({str(counter)!r}, 'a').write('x')\nwhile True:\n    pass\n")
+    work = [{"id": "import stalls", "kind": "import", "name": "stalls", "bundle": "stalls"}]
+    work += [{"id": f"ep {n}", "kind": "entry_point", "value": "stalls:main", "bundle": "stalls"} for n in range(3)]
+    work += [{"id": "import good", "kind": "import", "name": "good", "bundle": "good"}]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    archive = tmp_path / "probe.pyz"
+    archive.write_bytes(probe_archive())
+    results = pool.run_tasks(sys.executable, str(archive), work, 2, 1.0, [str(modules)], str(scratch))
+    assert results["import stalls"]["timed_out"] is True
+    assert [results[f"ep {n}"]["not_run"] for n in range(3)] == ["import stalls timed out"] * 3
+    assert results["import good"]["ok"]
+    assert counter.read_text() == "x"  # not imported again, not retried
+
+
 def test_a_failure_in_a_shared_process_is_retried_in_a_fresh_one(modules: Path, tmp_path: Path) -> None:
     results = run(modules, tmp_path, ["poison", "victim", "good"], jobs=1)
     assert results["victim"]["ok"] and results["victim"]["attempt"] == "fresh"

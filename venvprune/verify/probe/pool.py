@@ -126,6 +126,7 @@ class _Pool:
         self.uses: Dict[str, Set[str]] = {}
         self.costs: Dict[str, float] = {}
         self.results: Dict[str, Result] = {}
+        self.hung: Dict[str, str] = {}  # module whose import timed out -> the check that timed out
         self.workers: List[_Worker] = []
         self.started_critical = False
         self.selector = selectors.DefaultSelector()
@@ -210,6 +211,9 @@ class _Pool:
     # -- processes --
 
     def _start(self, queue: List[Task], level: int, bundle: Optional[str] = None) -> None:
+        queue = [task for task in queue if not self._skipped(task)]
+        if not queue:
+            return
         # The first long-lived worker takes the heaviest bundle: the critical path (sentence_transformers needs
         # torch, transformers and scikit-learn in one process). The others have time to spare; on a machine that
         # is busy with something else, they yield to it rather than slow it down.
@@ -247,13 +251,16 @@ class _Pool:
         self._send_next(worker)
 
     def _send_next(self, worker: _Worker) -> None:
-        if not worker.queue:
+        self._skip_blocked(worker.queue)
+        while not worker.queue:
             self._flush_failed(worker)  # its bundle is done
             worker.bundle = None
             index = self._pick(worker) if worker.level == SHARED else None
-            if index is not None:
-                worker.bundle, tasks = self.pending.pop(index)
-                worker.queue.extend(tasks)
+            if index is None:
+                break
+            worker.bundle, tasks = self.pending.pop(index)
+            worker.queue.extend(tasks)
+            self._skip_blocked(worker.queue)
         if not worker.queue:
             if worker.level != SHARED or not self.pending:
                 self._stop(worker)
@@ -283,12 +290,42 @@ class _Pool:
                 continue
             if worker.current is not None and now - worker.started > self.timeout:
                 _kill_group(worker.process)
-                self._died(worker, "timed out after %g s (a hang?); the process was killed" % self.timeout)
+                why = "timed out after %g s (a hang?); the process was killed" % self.timeout
+                self._died(worker, why, timed_out=True)
             elif worker.process.poll() is not None:
                 # Exited, but a child it forked may hold the pipe open: read what is there, then bury it.
                 self._read(worker)
                 if not worker.closed:
                     self._died(worker, _exit_description(worker.process.returncode))
+
+    def _skip_blocked(self, queue: Deque[Task]) -> None:
+        kept = [task for task in queue if not self._skipped(task)]
+        queue.clear()
+        queue.extend(kept)
+
+    def _skipped(self, task: Task) -> bool:
+        """Whether *task* needs a module that timed out in this run; if so it gets its result: not run."""
+        why = self._blocked_by(task)
+        if why is not None:
+            self.results[task["id"]] = {
+                "id": task["id"],
+                "ok": False,
+                "not_run": why,
+                "error": "not run: %s" % why,
+                "seconds": 0.0,
+            }
+        return why is not None
+
+    def _blocked_by(self, task: Task) -> Optional[str]:
+        """The check whose module timed out and that *task* needs: its own module, or one its bundle imported."""
+        if not self.hung or task["kind"] not in ("import", "entry_point"):
+            return None
+        module = _module_of(task)
+        uses = self.uses.get(task_bundle(task), set())
+        for name, check_id in self.hung.items():
+            if module == name or module.startswith(name + ".") or ("." not in name and name in uses):
+                return "%s timed out" % check_id
+        return None
 
     def _flush_failed(self, worker: _Worker) -> None:
         if worker.failed:
@@ -317,8 +354,9 @@ class _Pool:
             self.uses.setdefault(worker.bundle, set()).update(result["uses"])
         for name, seconds in result.get("costs", {}).items():
             self.costs[name] = max(seconds, self.costs.get(name, 0.0))
-        if not result["ok"] and worker.ran > 1 and worker.level != ALONE:
+        if not result["ok"] and worker.ran > 1 and worker.level != ALONE and not result.get("timed_out"):
             # It failed after other tasks ran in this process: the verdict is the one it gets without them.
+            # Not a timeout: importing a module that hangs again costs the whole timeout again, and again.
             if worker.level == SHARED:
                 worker.failed.append(task)
             else:
@@ -327,12 +365,17 @@ class _Pool:
         result["attempt"] = ("shared", "fresh", "alone")[worker.level]
         self.results[task["id"]] = result
 
-    def _died(self, worker: _Worker, why: str) -> None:
+    def _died(self, worker: _Worker, why: str, timed_out: bool = False) -> None:
         task = worker.current
         if task is not None:
             result: Result = {"id": task["id"], "ok": False}
             result["seconds"] = round(time.monotonic() - worker.started, 4)
             result.update(_crash_details(worker, why))
+            if timed_out:
+                result["timed_out"] = True
+                module = _module_of(task)
+                if module:  # never imported again in this run: what needs it is not run (see _blocked_by)
+                    self.hung.setdefault(module, task["id"])
             self._finish(worker, result)
         if worker.queue:
             # The rest of its work goes to another process of the same kind.
@@ -372,6 +415,15 @@ class _Pool:
 
 def task_bundle(task: Task) -> str:
     return str(task.get("bundle") or task["id"])
+
+
+def _module_of(task: Task) -> str:
+    """The module an import or entry-point task imports ("" for other kinds)."""
+    if task["kind"] == "import":
+        return str(task["name"])
+    if task["kind"] == "entry_point":
+        return re.sub(r"\[.*\]\s*$", "", str(task["value"])).partition(":")[0].strip()
+    return ""
 
 
 def _exit_description(returncode: int) -> str:
