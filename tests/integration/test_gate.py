@@ -11,8 +11,10 @@ import json
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -365,6 +367,34 @@ def test_a_module_that_hangs_is_imported_once_and_its_entry_points_are_not_run(t
     assert [line.split(":")[0] for line in failed] == ["FAILED import hangs"]
     not_run = [line for line in out.splitlines() if line.startswith("not run")]
     assert len(not_run) == 8 and all("import hangs timed out" in line for line in not_run), out
+
+
+def processes_running(command_line: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip().decode() == command_line:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_smoke_command_is_timed_by_its_exit_not_by_its_pipes(healthy_venv: Path) -> None:
+    detached = "sleep 20.25"
+    try:
+        code, out, _ = run("check", "--smoke", f"setsid {detached} &", "--timeout", "3", str(healthy_venv))
+        assert code == 0, out  # the command exits 0 at once; what it left running is not waited for
+    finally:
+        for pid in processes_running(detached):
+            os.kill(pid, signal.SIGKILL)
+    grouped = "sleep 31.75"
+    code, out, _ = run("check", "--smoke", f"{grouped} & {grouped}", "--timeout", "1", str(healthy_venv))
+    assert code == 1
+    assert f"FAILED smoke {grouped} & {grouped}: timed out after 1 s" in out
+    time.sleep(0.2)
+    assert processes_running(grouped) == [], "the timeout kills the command's whole process group"
 
 
 # -- 9, 10. targets without an interpreter, and old Pythons ------------------------------------------------------

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from venvprune.verify import scratch as scratch_folders
@@ -130,33 +130,42 @@ class Runner:
         return results
 
     def _smoke(self, command: str) -> Result:
-        """A user's command, through the shell, with the venv's bin first on PATH; exit status 0 is healthy."""
+        """A user's command, through the shell, with the venv's bin first on PATH; exit status 0 is healthy.
+
+        It is timed by its own exit, not by its output: the output goes to a file, so a child it detached
+        (``setsid server &``) that keeps the descriptors open cannot hold the run. At the timeout, and once it
+        has exited, its whole process group is killed: nothing it started in its session outlives the check.
+        """
         with self._fresh_scratch("smoke") as scratch:
             env = hygienic_environment(dict(os.environ), str(scratch))
             env["HOME"] = os.environ.get("HOME", env["HOME"])  # the user's command may need their configuration
             env["PATH"] = os.pathsep.join([str(self.interpreter.parent), os.environ.get("PATH", os.defpath)])
             env["VIRTUAL_ENV"] = str(self.root)
             started = time.monotonic()
-            process = subprocess.Popen(
-                command,
-                shell=True,
-                cwd=scratch,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            try:
-                output, _ = process.communicate(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
-                return Result(False, f"timed out after {self.timeout:g} s", time.monotonic() - started)
+            with tempfile.TemporaryFile(dir=scratch) as output:
+                process = subprocess.Popen(
+                    command,
+                    shell=True,
+                    cwd=scratch,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                try:
+                    process.wait(timeout=self.timeout)
+                except subprocess.TimeoutExpired:
+                    return Result(
+                        False, f"timed out after {self.timeout:g} s", time.monotonic() - started, timed_out=True
+                    )
+                finally:
+                    _kill_group(process)
+                output.seek(0)
+                text = output.read().decode("utf-8", "replace")
         seconds = time.monotonic() - started
         if process.returncode == 0:
             return Result(True, seconds=seconds)
-        text = output.decode("utf-8", "replace")
         files, libraries, modules = names_in_text(text)
         last = (text.strip().splitlines() or ["no output"])[-1]
         return Result(
@@ -176,3 +185,10 @@ class Runner:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill the process group the command leads (its session), then reap the command."""
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
