@@ -472,3 +472,14 @@ def test_check_shows_live_progress_on_a_terminal(healthy_venv: Path) -> None:
 
 
 # -- 12. tests: keep what is code --------------------------------------------------------------------------------
+
+
+def test_a_distribution_whose_code_is_a_test_directory_keeps_it(tmp_path: Path) -> None:
+    """jaraco.test from PyPI: ``jaraco/test/`` under the ``jaraco`` namespace is all of its code."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "jaraco.test"], check=True)
+    code, _, err = run(*NO_ELF, "--no-verify", str(venv))
+    assert code == 0, err
+    assert (site_packages(venv) / "jaraco" / "test" / "__init__.py").exists()
+    subprocess.run([str(venv / "bin" / "python"), "-c", "import jaraco.test"], check=True)

@@ -133,6 +133,27 @@ def test_imports_from_inside_the_tests_dir_or_of_other_names_do_not_keep_it(site
     assert removed(plan_for(site, only=("tests",))) == {"pkg/tests"}
 
 
+def test_a_test_directory_that_is_a_distributions_own_code_stays(site: Path) -> None:
+    """jaraco.test (PyPI) installs jaraco/test/ under the jaraco namespace: it is all of that distribution's code."""
+    install_dist(
+        site, "jaraco.test", {"jaraco/test/__init__.py": "", "jaraco/test/http.py": "", "jaraco/test/cpython.py": ""}
+    )
+    install_dist(
+        site, "jaraco.functools", {"jaraco/functools/__init__.py": "", "jaraco/functools/tests/__init__.py": ""}
+    )
+    # A distribution whose only package is a test package inside another's package: its code, not its tests.
+    install_dist(site, "host", {"host/__init__.py": "", "host/tests/__init__.py": "", "host/tests/test_it.py": ""})
+    install_dist(site, "host-fixtures", {"host/test/__init__.py": "", "host/test/fixtures.py": ""})
+    # Named in top_level.txt: a top-level package of its distribution.
+    install_dist(site, "nsplugin", {"ns/test/__init__.py": "", "nsplugin.py": ""}, top_level="ns/test\nnsplugin\n")
+    plan = plan_for(site, only=("tests",))
+    assert removed(plan) == {"jaraco/functools/tests", "host/tests"}
+    reasons = kept_reasons(plan)
+    assert reasons["jaraco/test"] == "the code of distribution jaraco-test, not a test suite: its only package"
+    assert reasons["host/test"] == "the code of distribution host-fixtures, not a test suite: its only package"
+    assert reasons["ns/test"] == "the code of distribution nsplugin, not a test suite: top_level.txt names it"
+
+
 def test_snippets_are_cut_around_import_statements_only() -> None:
     source = b'"""tests are nice"""\nimport os\nx = "tests"\nfrom a import (\n  b,\n  tests)\ny = 1\n'
     assert list(import_snippets(source)) == [b"from a import (\n  b,\n  tests)"]

@@ -4,7 +4,9 @@ Some packages import their own test package from runtime code (networkx once imp
 networkx/networkx#3106), so a test directory that any module outside it imports -- absolutely, relatively or through
 ``importlib.import_module`` with a literal name -- is kept, and the report names the importer. ``testing`` and
 ``_testing`` are public API (``numpy.testing``) and files named ``test.py`` are modules: neither is ever touched.
-An import through a name built at run time is invisible here; verification catches and heals that.
+Nor is a ``test`` directory that is a distribution's own code: its only package (``jaraco.test`` installs nothing but
+``jaraco/test/``), or its top-level package under a namespace package. An import through a name built at run time
+is invisible here; verification catches and heals that.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from venvprune.plan import Action, ActionKind, CategoryResult, FileIndex, Kept
-from venvprune.scan import FileEntry, Inventory
+from venvprune.scan import Distribution, FileEntry, Inventory
 
 TEST_DIR_NAMES = frozenset({"tests", "test"})
 REASON = "test suite; no module outside it imports it"
 
 _WORD_TESTS = re.compile(rb"\btests?\b")
+_CODE_SUFFIXES = (".py", ".so", ".pyd")
 _IMPORT_REACH = 4096
 
 
@@ -44,7 +47,8 @@ class Tests:
         for dotted, directory in sorted(candidates.items()):
             contents = index.under(directory)
             size = sum(f.size for f in contents)
-            importer = importers.get(dotted)  # why it stays
+            owner = inventory.distribution(inventory.owner_of(contents[0].path if contents else directory) or "")
+            importer = importers.get(dotted) or _own_code(inventory, directory, owner)  # why it stays
             if importer is not None:
                 kept.append(Kept(directory, self.name, importer, size))
                 continue
@@ -61,6 +65,27 @@ class Tests:
                 )
             )
         return CategoryResult(tuple(actions), tuple(kept))
+
+
+def _own_code(inventory: Inventory, directory: Path, owner: Distribution | None) -> str | None:
+    """Why *directory* is its distribution's own code, not a test suite; None when it is not."""
+    if owner is None:
+        return None
+    rel = inventory.target.relative(directory)
+    code = [f for f in owner.files if f.endswith(_CODE_SUFFIXES) and not f.startswith("..")]
+    if code and all(f.startswith(rel + "/") for f in code):
+        return f"the code of distribution {owner.name}, not a test suite: its only package"
+    if rel in _top_level_names(owner):
+        return f"the code of distribution {owner.name}, not a test suite: top_level.txt names it"
+    return None
+
+
+def _top_level_names(dist: Distribution) -> set[str]:
+    try:
+        text = (dist.metadata_dir / "top_level.txt").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    return {name.replace(".", "/").replace("\\", "/") for name in text.split()}
 
 
 def _inside_package(rel: str) -> bool:
