@@ -235,6 +235,34 @@ def test_a_second_prune_with_nothing_to_change_skips_verification(tmp_path: Path
     assert final_stage_check(venv).returncode == 0
 
 
+def test_a_small_change_verifies_only_what_it_can_affect(tmp_path: Path) -> None:
+    counter = tmp_path / "imports.txt"
+    work = tmp_path / "wheels"
+    work.mkdir()
+    core = build_wheel(work, "core", counting("core", counter))
+    user = build_wheel(work, "user", counting("user", counter, "import core\n"))  # no Requires-Dist: seen at import
+    bystander = build_wheel(work, "bystander", counting("bystander", counter))
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [core, user, bystander])
+    code, _, err = prune_json(str(venv))
+    assert code == 0, err
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "--disable-pip-version-check"]
+    reinstall = [*pip, "install", "-q", "--no-index", "--no-deps", "--force-reinstall", str(core)]
+    subprocess.run(reinstall, check=True)  # core has its tests and bytecode again; the others stay pruned
+
+    counter.unlink()
+    code, report, err = prune_json(str(venv))
+    assert code == 0, err
+    assert {a["distribution"] for a in report["actions"]} == {"core"}  # type: ignore[union-attr]
+    # Baseline and after for core and for user, which imports it; the bystander only at baseline.
+    assert imports_counted(counter) == {"bystander": 1, "core": 2, "user": 2}
+
+    subprocess.run(reinstall, check=True)
+    counter.unlink()
+    code, report, err = prune_json("--verify", "all", str(venv))
+    assert code == 0, err
+    assert imports_counted(counter) == {"bystander": 2, "core": 2, "user": 2}
+
+
 # -- 3, 4, 6. no silent passes -----------------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from venvprune.plan import ActionKind, FileIndex, Phase, Plan
 from venvprune.verify import manifest
 from venvprune.verify.baseline import Baseline, runner_for
-from venvprune.verify.bytecode import compile_sample, scale_to_all
+from venvprune.verify.bytecode import BytecodeCache, compile_sample, in_tree_cache, scale_to_all
 from venvprune.verify.changes import Transaction
 from venvprune.verify.checks import (
     Check,
@@ -28,6 +28,7 @@ from venvprune.verify.checks import (
 from venvprune.verify.compare import baseline_states, checks_after, compare, describe
 from venvprune.verify.heal import Attribution, heal
 from venvprune.verify.outcome import Healed, VerifyOptions, VerifyOutcome, outcome_of, unused
+from venvprune.verify.scope import affected_checks
 
 
 def verify_and_heal(transaction: Transaction, plan: Plan, baseline: Baseline, options: VerifyOptions) -> VerifyOutcome:
@@ -43,14 +44,18 @@ def _verify_and_heal(transaction: Transaction, plan: Plan, baseline: Baseline, o
     removed = [a.path for a in transaction.executed() if a.kind is ActionKind.REMOVE]
     checks = checks_after(baseline.checks, baseline.results, removed)
     timed_out = {c.id for c in checks if baseline.results[c.id].timed_out or baseline.results[c.id].not_run}
-    again = [c for c in checks if c.id not in timed_out]
+    if options.scope == "all":
+        affected = {c.id for c in checks}
+    else:
+        affected = affected_checks(checks, baseline.results, baseline.discovery, transaction.executed(), plan.inventory)
+    again = [c for c in checks if c.id in affected and c.id not in timed_out]
     # The venv's bytecode was removed: read the baseline's copy of it from outside the venv (see .bytecode).
     pruned_bytecode = any(p.name == "__pycache__" or p.suffix in (".pyc", ".pyo") for p in removed)
     pycache = baseline.bytecode.path if pruned_bytecode and baseline.bytecode is not None else None
     weights = bundle_weights(baseline.checks, baseline.results)
     uses = bundle_uses(baseline.checks, baseline.results)
     costs = package_costs(baseline.results)
-    sources = baseline.bytecode.sources if pycache is not None and baseline.bytecode is not None else ()
+    sources = _lost_bytecode(baseline.bytecode, removed) if pycache is not None else ()
     sample = compile_sample(sources)
     recorded = baseline_states(baseline.results)
     with runner_for(target, options) as runner:
@@ -60,10 +65,13 @@ def _verify_and_heal(transaction: Transaction, plan: Plan, baseline: Baseline, o
 
         results = runner.run(again, weights, uses, costs, pycache, estimate=sample)
         results.update({c: Result.skipped(f"{_timeout_reason(baseline.results[c])} before pruning") for c in timed_out})
+        # What the change cannot affect says what it said at baseline.
+        results.update({c.id: baseline.results[c.id] for c in checks if c.id not in results})
         # What a cold start of the pruned venv pays: the imports, and compiling what they load.
         seconds_after = import_seconds(checks, results) + scale_to_all(runner.compile_seconds, sample, sources)
         comparison = compare(checks, recorded, results)
         fields = {
+            "rerun": len(again),
             "import_seconds_before": baseline.import_seconds,
             "import_seconds_after": round(seconds_after, 2),
             "unused_libraries": unused(baseline.discovery.found, [*baseline.results.values(), *results.values()]),
@@ -98,6 +106,19 @@ def _verify_and_heal(transaction: Transaction, plan: Plan, baseline: Baseline, o
             content = manifest.manifest_bytes(target, baseline.discovery, checks, results)
             return replace(outcome, manifest=manifest.write(transaction, target, content))
         return replace(outcome, manifest_note=manifest.remove(transaction, target, "--no-manifest"))
+
+
+def _lost_bytecode(bytecode: BytecodeCache | None, removed: Sequence[Path]) -> list[str]:
+    """The sources whose bytecode the prune removed: what each cold start now compiles."""
+    if bytecode is None:
+        return []
+    gone = set(removed)
+    lost = []
+    for source in bytecode.sources:
+        cache = in_tree_cache(source, bytecode.cache_tag)
+        if cache in gone or not gone.isdisjoint(cache.parents):
+            lost.append(source)
+    return lost
 
 
 def _timeout_reason(result: Result) -> str:

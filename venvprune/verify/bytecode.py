@@ -33,6 +33,7 @@ class BytecodeCache:
 
     def __init__(self, sources: Sequence[str], cache_tag: str) -> None:
         self.path = scratch.make("pycache")
+        self.cache_tag = cache_tag
         self._finalizer = weakref.finalize(self, scratch.remove, self.path)
         linked = []
         for source in sources:
