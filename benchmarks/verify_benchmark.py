@@ -42,9 +42,10 @@ sys.path.insert(0, str(REPO))
 
 from venvprune.target import Target, resolve_target  # noqa: E402
 from venvprune.verify import VerifyOptions, take_baseline  # noqa: E402
-from venvprune.verify.checks import Check, Runner, bundle_uses, bundle_weights  # noqa: E402
+from venvprune.verify.checks import Check, bundle_uses, bundle_weights  # noqa: E402
 from venvprune.verify.compare import checks_after  # noqa: E402
 from venvprune.verify.probe.pool import hygienic_environment  # noqa: E402
+from venvprune.verify.runner import Runner  # noqa: E402
 
 GOAL = 2.5
 # The yardstick: each module in turn, a failure noted and passed over, like the checks do.

@@ -57,6 +57,7 @@ def check_venv(manifest_path: str, jobs: int = 0, timeout: float = 120.0, strict
     mapped = [p for r in results.values() for p in r.get("mapped", ())]
     section["unused_libraries"] = unused_libraries(found, mapped)
     section["unrecorded"] = sum(1 for t in tasks if not t.get("recorded"))
+    section["site_dirs"] = site_dirs
     return section
 
 
@@ -91,18 +92,17 @@ def check_main(argv: List[str]) -> int:
     except ManifestError as exc:
         print("venvprune check.py: %s" % exc, file=sys.stderr)
         return 2
-    root = os.path.dirname(os.path.dirname(os.path.abspath(args.manifest)))
-    print_section(section, root, "venvprune check.py")
+    print_section(section, "venvprune check.py")
     return 0 if section["ok"] else 1
 
 
-def print_section(section: Dict[str, Any], root: str, program: str) -> None:
+def print_section(section: Dict[str, Any], program: str) -> None:
     unrecorded = section.get("unrecorded", 0)
     if unrecorded:
         print(
             "%d checks were not verified when the venv was pruned (--no-verify, or added since): "
             "each is judged on its own" % unrecorded
         )
-    for line in report_lines(section, "when the venv was pruned", root):
+    for line in report_lines(section, "when the venv was pruned", section["site_dirs"]):
         print(line)
     print("%s: %s" % (program, summary(section)))

@@ -116,16 +116,18 @@ def mostly_failing(
     return "%s: %s is likely the wrong interpreter for this venv, or the venv is broken" % (head, python)
 
 
-def report_lines(section: Dict[str, Any], when: str, root: str = "") -> List[str]:
+def report_lines(section: Dict[str, Any], when: str, site_dirs: Sequence[str] = ()) -> List[str]:
     """The lines ``venvprune check`` and ``check.py`` print: each failure, what is not blamed, not run, unused.
 
-    *when*: what "before" means here (``when the venv was pruned``).
+    *when*: what "before" means here (``when the venv was pruned``); library paths are shown relative to the
+    *site_dirs* that hold them, as ``--keep`` globs are written.
     """
     lines = ["FAILED %s" % failure for failure in section["failures"]]
     lines += ["not blamed: %s (failing already %s)" % (line, when) for line in section["pre_existing"]]
     lines += ["not run: %s" % line for line in section["not_run"]]
     for library in section.get("unused_libraries", ()):
-        lines.append("unused bundled library: %s (%s)" % (_shown(library["path"], root), human_bytes(library["bytes"])))
+        shown = _shown(library["path"], site_dirs)
+        lines.append("unused bundled library: %s (%s)" % (shown, human_bytes(library["bytes"])))
     return lines
 
 
@@ -144,9 +146,12 @@ def summary(section: Dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _shown(path: str, root: str) -> str:
-    prefix = root.rstrip("/") + "/"
-    return path[len(prefix) :] if root and path.startswith(prefix) else path
+def _shown(path: str, site_dirs: Sequence[str]) -> str:
+    for site_dir in site_dirs:
+        prefix = site_dir.rstrip("/") + "/"
+        if path.startswith(prefix):
+            return path[len(prefix) :]
+    return path
 
 
 def human_bytes(count: float) -> str:
