@@ -123,7 +123,7 @@ def _prune(config: Config, progress: Progress) -> Outcome:
             inventory = scan(target, inspect_elf=any(c.name == "debug-symbols" for c in selected))
             phases.detail = f"{len(inventory.files)} files, {len(inventory.distributions)} distributions"
         with phases.run("plan"):
-            plan = build_plan(inventory, selected, config.keep)
+            plan = build_plan(inventory, selected, config.keep, verify.restored_before(target, inventory))
             phases.detail = f"{len(plan.actions)} changes"
         if config.dry_run:
             return Outcome(plan, True, Status.SUCCESS, timings=tuple(phases.timings))

@@ -10,7 +10,7 @@ import enum
 import fnmatch
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -119,8 +119,12 @@ def build_plan(
     inventory: Inventory,
     categories: Sequence[Category],
     keep_globs: Sequence[str] = (),
+    restored: Mapping[Path, str] | None = None,
 ) -> Plan:
-    """Merge the categories' actions, drop what ``--keep`` protects and what a larger removal already covers."""
+    """Merge the categories' actions, drop what ``--keep`` protects and what a larger removal already covers.
+
+    *restored*: paths an earlier prune's verification restored (a program needed them), with why; they are kept.
+    """
     index = FileIndex(inventory.files)
     actions: list[Action] = []
     kept: list[Kept] = []
@@ -133,6 +137,8 @@ def build_plan(
     keep = _KeepGlobs(inventory, keep_globs)
     actions, kept_by_glob = _apply_keep(inventory, actions, keep, index)
     kept.extend(kept_by_glob)
+    actions, kept_as_restored = _keep_restored(actions, restored or {})
+    kept.extend(kept_as_restored)
     actions = _drop_covered(actions)
     for action in actions:
         _guard(inventory, action)
@@ -205,6 +211,24 @@ def _apply_keep(
             remaining.append(action)
         else:
             kept.append(Kept(action.path, action.category, f"--keep {matched}", action.bytes_saved))
+    return remaining, kept
+
+
+def _keep_restored(actions: list[Action], restored: Mapping[Path, str]) -> tuple[list[Action], list[Kept]]:
+    """What an earlier verification restored stays, and so does a directory that holds it."""
+    if not restored:
+        return actions, []
+    remaining: list[Action] = []
+    kept: list[Kept] = []
+    for action in actions:
+        reason = restored.get(action.path)
+        if reason is None and action.is_directory:
+            reason = next((why for path, why in restored.items() if action.path in path.parents), None)
+        if reason is None:
+            remaining.append(action)
+        else:
+            why = f"restored by verification in an earlier prune: {reason}"
+            kept.append(Kept(action.path, action.category, why, action.bytes_saved))
     return remaining, kept
 
 

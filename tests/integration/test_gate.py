@@ -264,6 +264,32 @@ def test_a_small_change_verifies_only_what_it_can_affect(tmp_path: Path) -> None
     assert imports_counted(counter) == {"bystander": 2, "core": 2, "user": 2}
 
 
+def test_what_verification_restored_is_kept_by_the_next_prune(tmp_path: Path) -> None:
+    """networkx/classes/tests on the ML venv: restored once, not planned, verified and restored again every time."""
+    work = tmp_path / "wheels"
+    work.mkdir()
+    runtime_tests = {
+        "rtpkg/__init__.py": 'import importlib\nhelpers = importlib.import_module("rtpkg." + "te" + "sts.helpers")\n',
+        "rtpkg/tests/__init__.py": "",
+        "rtpkg/tests/helpers.py": "HELP = 'help'\n",
+    }
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [build_wheel(work, "rtpkg", runtime_tests)])
+    code, report, err = prune_json(str(venv))
+    assert code == 0, err
+    assert [h["path"] for h in report["verification"]["healed"]] == ["rtpkg/tests"]  # type: ignore[index]
+    # The next prune keeps it (it came back with its bytecode cache, which goes now), and restores nothing.
+    code, report, err = prune_json(str(venv))
+    assert code == 0, err
+    assert [a["path"] for a in report["actions"]] == ["rtpkg/tests/__pycache__", "rtpkg-1.0.dist-info/RECORD"]  # type: ignore[union-attr]
+    assert report["verification"]["healed"] == []  # type: ignore[index]
+    kept = {k["path"]: k["reason"] for k in report["kept"]}  # type: ignore[union-attr]
+    assert kept["rtpkg/tests"].startswith("restored by verification in an earlier prune: rtpkg/__init__.py needed it")
+    code, report, err = prune_json(str(venv))
+    assert code == 0, err
+    assert report["verification"] == {"skipped": "nothing to change"}
+    assert final_stage_check(venv).returncode == 0
+
+
 # -- 3, 4, 6. no silent passes -----------------------------------------------------------------------------------
 
 

@@ -13,11 +13,25 @@ only, run in the target's interpreter): every importable top-level module of eve
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from venvprune.verify.after import verify_and_heal
 from venvprune.verify.baseline import Baseline, refused_outcome, take_baseline
 from venvprune.verify.checks import VerifyError
+from venvprune.verify.manifest import restored_before as _restored_before
 from venvprune.verify.outcome import SCOPES, Healed, UnusedLibrary, VerifyOptions, VerifyOutcome
 from venvprune.verify.standalone import list_for_manifest, run_check
+
+if TYPE_CHECKING:
+    from venvprune.scan import Inventory
+    from venvprune.target import Target
+
+
+def restored_before(target: Target, inventory: Inventory) -> dict[Path, str]:
+    """What an earlier prune's verification restored and the plan must keep (its distribution unchanged)."""
+    return _restored_before(target, {d.name: d.version for d in inventory.distributions})
+
 
 __all__ = [
     "SCOPES",
@@ -29,6 +43,7 @@ __all__ = [
     "VerifyOutcome",
     "list_for_manifest",
     "refused_outcome",
+    "restored_before",
     "run_check",
     "take_baseline",
     "verify_and_heal",

@@ -97,13 +97,15 @@ def _verify_and_heal(transaction: Transaction, plan: Plan, baseline: Baseline, o
                 )
                 errors = tuple(f"could not restore {e.path}: {e.message}" for e in healing.errors)
                 return replace(outcome, failures=outcome.failures + errors)
-            healed = tuple(Healed(r.action.path, r.action.category, r.reason) for r in healing.restored)
+            healed = tuple(
+                Healed(r.action.path, r.action.category, r.reason, r.action.distribution) for r in healing.restored
+            )
             comparison = compare(checks, recorded, results)
         outcome = outcome_of(comparison, results, options.strict, healed=healed, **fields)
         if not outcome.ok:
             return outcome  # --strict: everything is restored; no manifest
         if options.manifest:
-            content = manifest.manifest_bytes(target, baseline.discovery, checks, results)
+            content = manifest.manifest_bytes(target, baseline.discovery, checks, results, restored=healed)
             return replace(outcome, manifest=manifest.write(transaction, target, content))
         return replace(outcome, manifest_note=manifest.remove(transaction, target, "--no-manifest"))
 

@@ -27,6 +27,7 @@ from venvprune.target import MANIFEST_DIR_NAME, Target
 from venvprune.verify.archive import probe_archive
 from venvprune.verify.changes import Transaction
 from venvprune.verify.checks import Check, Discovery, Result
+from venvprune.verify.outcome import Healed
 from venvprune.verify.probe import MANIFEST_FORMAT, MANIFEST_NAME, judge
 from venvprune.verify.probe.checker import ManifestError, read_manifest
 from venvprune.verify.probe.checklist import relative
@@ -46,12 +47,15 @@ def manifest_bytes(
     checks: Sequence[Check],
     results: Mapping[str, Result] | None,
     previous: Mapping[str, Any] | None = None,
+    restored: Sequence[Healed] = (),
 ) -> bytes:
-    """The manifest: each check with its record -- from *results*, else carried from the *previous* manifest.
+    """The manifest: each check with its record -- from *results*, else carried from the *previous* manifest --
+    and what verification *restored* (now, or in an earlier prune: the next prune keeps it).
 
     Nothing in it depends on timing, so two prunes of the same venv write the same bytes.
     """
     root = str(target.root)
+    previous = previous if previous is not None else previous_manifest(target)
     versions = discovery.versions
     carried = _carried_records(previous, versions) if results is None else {}
     entries: list[dict[str, Any]] = []
@@ -86,8 +90,48 @@ def manifest_bytes(
         },
         # Sorted: discovery follows directory-listing order, and a re-prune must write the same bytes.
         "checks": sorted(entries, key=lambda task: json.dumps(task, sort_keys=True)),
+        "restored": _restorations(target, restored, previous, versions),
     }
     return (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
+
+
+def _restorations(
+    target: Target, restored: Sequence[Healed], previous: Mapping[str, Any] | None, versions: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """What verification restored, relative to the target root: this run's, and an earlier run's that still hold."""
+    entries = {
+        os.path.relpath(h.path, target.root): {
+            "category": h.category,
+            "reason": h.reason,
+            "distribution": h.distribution,
+            "version": versions.get(h.distribution) if h.distribution else None,
+        }
+        for h in restored
+    }
+    for rel, entry in _earlier_restorations(target, previous, versions).items():
+        entries.setdefault(rel, entry)
+    return [{"path": rel, **entries[rel]} for rel in sorted(entries)]
+
+
+def _earlier_restorations(
+    target: Target, previous: Mapping[str, Any] | None, versions: Mapping[str, str | None]
+) -> dict[str, dict[str, Any]]:
+    """An earlier manifest's restorations whose path is still there and whose distribution has the same version."""
+    held: dict[str, dict[str, Any]] = {}
+    for entry in (previous or {}).get("restored", ()):
+        rel, dist = entry.get("path"), entry.get("distribution")
+        if not isinstance(rel, str) or not os.path.lexists(target.root / rel):
+            continue
+        if dist is not None and versions.get(dist) != entry.get("version"):
+            continue
+        held[rel] = {k: entry.get(k) for k in ("category", "reason", "distribution", "version")}
+    return held
+
+
+def restored_before(target: Target, versions: Mapping[str, str | None]) -> dict[Path, str]:
+    """Paths an earlier prune's verification restored, still needed as far as can be told: path -> why."""
+    held = _earlier_restorations(target, previous_manifest(target), versions)
+    return {target.root / rel: str(entry["reason"]) for rel, entry in held.items()}
 
 
 def _carried_records(previous: Mapping[str, Any] | None, versions: Mapping[str, str]) -> dict[str, dict[str, Any]]:

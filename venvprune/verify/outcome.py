@@ -33,6 +33,7 @@ class Healed:
     path: Path
     category: str
     reason: str  # e.g. "foo/bar.py needed it: ModuleNotFoundError: No module named 'foo.tests'"
+    distribution: str | None = None
 
 
 @dataclass(frozen=True)
