@@ -167,7 +167,9 @@ def test_sigkill_anywhere_then_the_next_run_restores_or_completes(real_venv: Rea
             rerun = run_venvprune("--json", "-", str(venv), cwd=venv.parent)
             report = report_of(rerun)
             assert rerun.returncode == 0 and report["status"] == "success", f"{where}\n{rerun.stderr}"
-            assert report["verification"]["ok"] is True, where
+            verification = report["verification"]
+            # A run that finds the prune already completed has nothing to change, and so nothing to verify.
+            assert verification.get("ok") is True or verification == {"skipped": "nothing to change"}, where
             if number % 2 == 1:
                 assert (report["recovery"] is not None) == shot.staging, f"{where}: {report['recovery']}"
                 # "an interrupted prune was found and restored (57 changes)"
