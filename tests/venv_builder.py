@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 from click.testing import CliRunner
 
 from venvprune.cli import cli
 
 NO_ELF = ("--exclude", "debug-symbols")  # the ELF category is exercised by its own tests
+SCHEMA = json.loads((Path(__file__).parents[1] / "venvprune" / "report" / "schema.json").read_text())
 
 
 def extension_source(name: str, body: str = "") -> str:
@@ -91,9 +93,11 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def prune_json(*args: str) -> tuple[int, dict[str, Any], str]:
-    """A prune with the JSON report on stdout: (exit code, report, stderr)."""
+    """A prune with the JSON report on stdout, which must follow the shipped schema: (exit code, report, stderr)."""
     code, out, err = run(*NO_ELF, "--json", "-", "--jobs", "2", *args)
-    return code, json.loads(out), err
+    report = json.loads(out)
+    jsonschema.validate(report, SCHEMA)
+    return code, report, err
 
 
 def final_stage_check(venv: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
