@@ -44,7 +44,8 @@ def checklist(found: Dict[str, Any], root: str, check_modules: Sequence[str] = (
             tasks[task["id"]] = task
         else:  # one module or entry point from two distributions (a namespace package): both own it
             existing["distributions"] = list(dict.fromkeys(existing["distributions"] + task["distributions"]))
-            existing["explicit"] = existing.get("explicit", False) or task.get("explicit", False)
+            if task.get("explicit"):  # the user asked for it too: an assertion
+                existing["explicit"] = True
 
     for dist in distributions:
         check_id = "metadata %s" % dist["name"]

@@ -91,6 +91,10 @@ def run_tasks(
     first), then, if it fails there after others, alone. Each result says which ``attempt`` gave it. Tasks
     marked ``fresh`` (they needed a fresh process last time) start in one of their bundle's own.
 
+    A task that runs past *timeout* has its worker's process group killed and says ``timed_out``; it is never
+    retried, and its module is not imported again in this run: the tasks that need it (its entry points, a bundle
+    that imported it last time) get ``not_run`` results instead of a timeout each.
+
     *pycache*: a scratch folder for the bytecode the workers compile (``-X pycache_prefix``), for a venv whose
     caches were removed: each module is compiled once per run, never written into the venv. Without it the
     workers run with ``-B`` and read the venv's caches as they are.
