@@ -230,7 +230,7 @@ def test_a_second_prune_with_nothing_to_change_skips_verification(tmp_path: Path
     assert code == 0, err
     assert report["actions"] == []
     assert report["verification"] == {"skipped": "nothing to change"}
-    assert "baseline" not in {t["phase"] for t in report["timings"]}  # type: ignore[union-attr]
+    assert "baseline" not in {t["phase"] for t in report["timings"]}
     assert not counter.exists(), "nothing was imported"
     assert final_stage_check(venv).returncode == 0
 
@@ -253,7 +253,7 @@ def test_a_small_change_verifies_only_what_it_can_affect(tmp_path: Path) -> None
     one_worker = ("--jobs", "1")  # so that each phase imports each package once, whatever the scheduling
     code, report, err = prune_json(*one_worker, str(venv))
     assert code == 0, err
-    assert {a["distribution"] for a in report["actions"]} == {"core"}  # type: ignore[union-attr]
+    assert {a["distribution"] for a in report["actions"]} == {"core"}
     # Baseline and after for core and for user, which imports it; the bystander only at baseline.
     assert imports_counted(counter) == {"bystander": 1, "core": 2, "user": 2}
 
@@ -276,13 +276,13 @@ def test_what_verification_restored_is_kept_by_the_next_prune(tmp_path: Path) ->
     venv = make_venv(Path(sys.executable), tmp_path / "venv", [build_wheel(work, "rtpkg", runtime_tests)])
     code, report, err = prune_json(str(venv))
     assert code == 0, err
-    assert [h["path"] for h in report["verification"]["healed"]] == ["rtpkg/tests"]  # type: ignore[index]
+    assert [h["path"] for h in report["verification"]["healed"]] == ["rtpkg/tests"]
     # The next prune keeps it (it came back with its bytecode cache, which goes now), and restores nothing.
     code, report, err = prune_json(str(venv))
     assert code == 0, err
-    assert [a["path"] for a in report["actions"]] == ["rtpkg/tests/__pycache__", "rtpkg-1.0.dist-info/RECORD"]  # type: ignore[union-attr]
-    assert report["verification"]["healed"] == []  # type: ignore[index]
-    kept = {k["path"]: k["reason"] for k in report["kept"]}  # type: ignore[union-attr]
+    assert [a["path"] for a in report["actions"]] == ["rtpkg/tests/__pycache__", "rtpkg-1.0.dist-info/RECORD"]
+    assert report["verification"]["healed"] == []
+    kept = {k["path"]: k["reason"] for k in report["kept"]}
     assert kept["rtpkg/tests"].startswith("restored by verification in an earlier prune: rtpkg/__init__.py needed it")
     code, report, err = prune_json(str(venv))
     assert code == 0, err
@@ -497,7 +497,7 @@ def test_check_json_has_the_verification_section_of_the_prune_report(tmp_path: P
     assert "venvprune: check " in err  # one line per phase in a build log, as the prune prints
     code, report, _ = prune_json(str(venv))
     assert code == 0
-    assert set(document["verification"]) == set(report["verification"])  # type: ignore[arg-type]
+    assert set(document["verification"]) == set(report["verification"])
 
 
 def test_check_shows_live_progress_on_a_terminal(healthy_venv: Path) -> None:

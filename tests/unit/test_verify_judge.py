@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from venvprune.verify.probe import judge
 
-PASSED = {"ok": True}
-FAILED = {"ok": False, "error": "ImportError: broken"}
-TIMED_OUT = {"ok": False, "error": "timed out after 2 s", "timed_out": True}
-NOT_RUN = {"ok": False, "error": "not run", "not_run": "import hangs timed out"}
+PASSED: dict[str, Any] = {"ok": True}
+FAILED: dict[str, Any] = {"ok": False, "error": "ImportError: broken"}
+TIMED_OUT: dict[str, Any] = {"ok": False, "error": "timed out after 2 s", "timed_out": True}
+NOT_RUN: dict[str, Any] = {"ok": False, "error": "not run", "not_run": "import hangs timed out"}
 
 
 @pytest.mark.parametrize(
@@ -30,7 +32,7 @@ NOT_RUN = {"ok": False, "error": "not run", "not_run": "import hangs timed out"}
         (FAILED, judge.FAIL, True, judge.FAIL),  # the user's own check is an assertion
     ],
 )
-def test_verdicts(result: dict[str, object] | None, recorded: str | None, explicit: bool, expected: str) -> None:
+def test_verdicts(result: dict[str, Any] | None, recorded: str | None, explicit: bool, expected: str) -> None:
     task = {"id": "import x", "kind": "import", "explicit": explicit}
     assert judge.verdict(task, result, recorded) == expected
 

@@ -17,7 +17,7 @@ With ``--strict``, every check that is not a pass fails the run.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 PASS, FAIL, NOT_BLAMED, NOT_RUN = "pass", "fail", "not blamed", "not run"
 Task = Dict[str, Any]
@@ -59,7 +59,7 @@ def verdict(task: Task, result: Optional[Result], recorded: Optional[str]) -> st
 
 
 def judge(
-    tasks: Sequence[Task], results: Dict[str, Result], recorded: Dict[str, Optional[str]], strict: bool = False
+    tasks: Sequence[Task], results: Mapping[str, Result], recorded: Mapping[str, Optional[str]], strict: bool = False
 ) -> Dict[str, Any]:
     """The verification section of a report: counts, and ``id: error`` lines by verdict.
 
@@ -91,7 +91,7 @@ def describe(task: Task, result: Optional[Result]) -> str:
 
 
 def mostly_failing(
-    tasks: Sequence[Task], results: Dict[str, Result], timeout: float, python: str, when: str = ""
+    tasks: Sequence[Task], results: Mapping[str, Result], timeout: float, python: str, when: str = ""
 ) -> Optional[str]:
     """Why most checks fail, when more than half do not pass: the likely cause, else None.
 
