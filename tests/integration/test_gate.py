@@ -332,6 +332,33 @@ def test_checks_that_could_not_run_are_counted_and_never_passed(tmp_path: Path, 
     assert code == 1, out
 
 
+def test_what_could_not_be_checked_before_pruning_is_not_pruned(tmp_path: Path, wheels: dict[str, Path]) -> None:
+    """A package whose import timed out at baseline cannot be verified after: its changes are undone, not committed
+    unverified (this one needs its tests folder at run time, through a name the plan cannot read)."""
+    work = tmp_path / "wheels"
+    work.mkdir()
+    slow = build_wheel(
+        work,
+        "slowpkg",
+        {
+            "slowpkg/__init__.py": "import importlib, time\ntime.sleep(4)\n"
+            "helpers = importlib.import_module('slowpkg.' + 'te' + 'sts.helpers')\n",
+            "slowpkg/tests/__init__.py": "",
+            "slowpkg/tests/helpers.py": "HELP = 1\n",
+        },
+    )
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [wheels["okpkg"], slow])
+    site = site_packages(venv)
+    code, report, err = prune_json("--timeout", "2", str(venv))
+    assert code == 0, err
+    assert (site / "slowpkg" / "tests" / "helpers.py").is_file(), "an unverified change was committed"
+    assert not (site / "okpkg" / "tests").exists(), "what was verified is pruned"
+    kept = {row["path"]: row["reason"] for row in report["kept"]}
+    assert "not verified" in kept.get("slowpkg/tests", ""), kept
+    imported = subprocess.run([str(venv / "bin" / "python"), "-c", "import slowpkg"], capture_output=True, text=True)
+    assert imported.returncode == 0, imported.stderr
+
+
 def test_a_baseline_in_which_most_checks_fail_is_an_error_naming_the_likely_cause(tmp_path: Path) -> None:
     work = tmp_path / "wheels"
     work.mkdir()

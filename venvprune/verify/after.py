@@ -41,6 +41,9 @@ def verify_and_heal(transaction: Transaction, plan: Plan, baseline: Baseline, op
 
 def _verify_and_heal(transaction: Transaction, plan: Plan, baseline: Baseline, options: VerifyOptions) -> VerifyOutcome:
     target = plan.inventory.target
+    unverifiable = _undo_unverifiable(transaction, plan, baseline)
+    if isinstance(unverifiable, VerifyOutcome):
+        return unverifiable
     removed = [a.path for a in transaction.executed() if a.kind is ActionKind.REMOVE]
     checks = checks_after(baseline.checks, baseline.results, removed)
     timed_out = {c.id for c in checks if baseline.results[c.id].timed_out or baseline.results[c.id].not_run}
@@ -101,13 +104,52 @@ def _verify_and_heal(transaction: Transaction, plan: Plan, baseline: Baseline, o
                 Healed(r.action.path, r.action.category, r.reason, r.action.distribution) for r in healing.restored
             )
             comparison = compare(checks, recorded, results)
-        outcome = outcome_of(comparison, results, options.strict, healed=healed, **fields)
+        outcome = outcome_of(comparison, results, options.strict, healed=healed + unverifiable, **fields)
         if not outcome.ok:
             return outcome  # --strict: everything is restored; no manifest
         if options.manifest:
             content = manifest.manifest_bytes(target, baseline.discovery, checks, results, restored=healed)
             return replace(outcome, manifest=manifest.write(transaction, target, content))
         return replace(outcome, manifest_note=manifest.remove(transaction, target, "--no-manifest"))
+
+
+def _undo_unverifiable(transaction: Transaction, plan: Plan, baseline: Baseline) -> tuple[Healed, ...] | VerifyOutcome:
+    """Undo the changes to distributions that a check could not judge at baseline (it timed out, or needs what did).
+
+    Their checks are not run again, so nothing could say whether the change broke them: a pruner that saves less
+    and breaks nothing is the promise, so they are restored, and the report says why (a longer --timeout prunes
+    them next time). Not remembered in the manifest: a timeout is no fact about the package.
+    """
+    blocked: dict[str, str] = {}
+    for check in baseline.checks:
+        result = baseline.results.get(check.id)
+        if result is not None and (result.timed_out or result.not_run):
+            for distribution in check.distributions:
+                blocked.setdefault(distribution, f"{check.id}: {_timeout_reason(result)}")
+    undone = [a for a in transaction.executed() if a.phase is Phase.FILES and a.distribution in blocked]
+    if not undone:
+        return ()
+    errors = [
+        *transaction.restore(undone),
+        *transaction.redo(a for a in plan.by_phase(Phase.METADATA) if a.distribution in blocked),
+    ]
+    if errors:
+        return VerifyOutcome(
+            ok=False,
+            checks_total=0,
+            checks_passed=0,
+            failures=tuple(f"could not restore {e.path}: {e.message}" for e in errors),
+        )
+    return tuple(
+        Healed(
+            a.path,
+            a.category,
+            f"not verified ({blocked[a.distribution or '']} before pruning): undone rather than left unchecked; "
+            "a longer --timeout lets it be pruned",
+            a.distribution,
+        )
+        for a in undone
+    )
 
 
 def _lost_bytecode(bytecode: BytecodeCache | None, removed: Sequence[Path]) -> list[str]:
