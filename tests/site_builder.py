@@ -30,8 +30,12 @@ def install_dist(
     version: str = "1.0",
     entry_points: str | None = None,
     top_level: str | None = None,
+    requires: tuple[str, ...] = (),
 ) -> Path:
-    """Write *files* and a ``NAME-VERSION.dist-info`` whose RECORD lists them all; return the dist-info path."""
+    """Write *files* and a ``NAME-VERSION.dist-info`` whose RECORD lists them all; return the dist-info path.
+
+    A path starting with ``../../../`` lies outside site-packages, in the prefix (``../../../bin/tool``), as an
+    installer writes scripts. *requires* are ``Requires-Dist`` lines."""
     for rel, content in files.items():
         path = site_packages / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,7 +43,8 @@ def install_dist(
     dist_info = site_packages / f"{name.replace('-', '_')}-{version}.dist-info"
     dist_info.mkdir()
     meta: dict[str, Content] = {
-        "METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        "METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        + "".join(f"Requires-Dist: {requirement}\n" for requirement in requires),
         "INSTALLER": "pip\n",
     }
     if entry_points is not None:

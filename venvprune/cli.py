@@ -110,7 +110,8 @@ def _table_options(command: str) -> Callable[[Callable[..., Any]], Callable[...,
                     details["type"] = click.Choice(option.choices)
             else:
                 kinds = {int: click.INT, float: click.FLOAT}
-                details.update(metavar=option.metavar, type=kinds.get(type(default), click.STRING))
+                kind = click.Choice(option.choices) if option.choices else kinds.get(type(default), click.STRING)
+                details.update(metavar=option.metavar, type=kind)
             function = click.option(*option.flags, setting.name, **details)(function)
         return function
 

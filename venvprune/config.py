@@ -62,6 +62,14 @@ class Config:
     markdown: str | None = _option(
         None, "--markdown", metavar="PATH|-", help="Write the report as Markdown to PATH (- for stdout)."
     )
+    profile: str = _option(
+        categories.SAFE,
+        "--profile",
+        metavar="safe|max",
+        choices=categories.PROFILES,
+        help="safe (the default categories) or max (every category: the guards, the knowledge base and verification "
+        "keep what is needed). A dry run under safe shows what max would save in addition.",
+    )
     only: tuple[str, ...] = _option(
         (), "--only", metavar="CATEGORY", choices=categories.NAMES, help="Run exactly these categories (repeatable)."
     )
@@ -197,7 +205,7 @@ def load(cwd: Path, config_file: Path | None, command_line: Mapping[str, Any], t
         values.update((name, value) for name, value in layer.items() if name not in SELECTION)
     values.update(selection.fields())
     config = replace(Config(target=target), **values)
-    selection.check()
+    selection.check(config.profile)
     return config
 
 
@@ -305,9 +313,9 @@ class _Selection:
     def fields(self) -> dict[str, Any]:
         return {"only": self.only, "include": tuple(self.include), "exclude": tuple(self.exclude)}
 
-    def check(self) -> None:
+    def check(self, profile: str) -> None:
         try:
-            categories.select(self.only, self.include, self.exclude)
+            categories.select(self.only, self.include, self.exclude, profile)
         except UsageError as exc:
             raise ConfigError(f"{', '.join(self.said)}: {exc.message}") from None
 

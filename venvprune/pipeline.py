@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from venvprune import apply, categories, signals, verify
+from venvprune import apply, categories, knowledge, signals, verify
 from venvprune.apply import FileError, Recovery
 from venvprune.config import Config
 from venvprune.errors import ApplyError, TargetError
@@ -98,7 +98,7 @@ def prune(config: Config, progress: Progress) -> Outcome:
 def _prune(config: Config, progress: Progress) -> Outcome:
     phases = _Phases(progress)
     target = resolve_target(config.target, python=_python(config))
-    selected = categories.select(config.only, config.include, config.exclude)
+    selected = categories.select(config.only, config.include, config.exclude, config.profile)
     with apply.target_lock(target, shared=config.dry_run):
         recovery = None
         if config.dry_run:
@@ -123,7 +123,9 @@ def _prune(config: Config, progress: Progress) -> Outcome:
             inventory = scan(target, inspect_elf=any(c.name == "debug-symbols" for c in selected))
             phases.detail = f"{len(inventory.files)} files, {len(inventory.distributions)} distributions"
         with phases.run("plan"):
-            plan = build_plan(inventory, selected, config.keep, verify.restored_before(target, inventory))
+            plan = build_plan(
+                inventory, selected, config.keep, verify.restored_before(target, inventory), knowledge=knowledge.load()
+            )
             phases.detail = f"{len(plan.actions)} changes"
         if config.dry_run:
             return Outcome(plan, True, Status.SUCCESS, timings=tuple(phases.timings))

@@ -10,12 +10,14 @@ import enum
 import fnmatch
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from venvprune.errors import UsageError
+from venvprune.knowledge import KnowledgeBase, RuleKind
 from venvprune.scan import FileEntry, Inventory
 
 
@@ -53,6 +55,9 @@ class Action:
     is_directory: bool = False
     transform: Transform | None = None
     phase: Phase = Phase.FILES
+    # Set on every action that uninstalls a whole distribution (installers): its metadata goes too, and outside
+    # site-packages its scripts (bin/pip); the actions of one uninstall are planned all together or not at all.
+    uninstalls: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,18 @@ class Kept:
     category: str
     reason: str
     bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Consequence:
+    """What stops working because a category removes some paths (a ``breaks`` rule of the knowledge base)."""
+
+    paths: tuple[str, ...]  # the rule's globs, relative to site-packages
+    category: str
+    what_breaks: str
+    evidence: str
+    files: int
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,12 @@ class Plan:
     actions: tuple[Action, ...]
     kept: tuple[Kept, ...]
     unmatched_keep: tuple[str, ...] = ()  # --keep globs that match no path: a typo, or a path spelled another way
+    consequences: tuple[Consequence, ...] = ()
+
+    @property
+    def uninstalled(self) -> tuple[str, ...]:
+        """Distributions the plan uninstalls whole (metadata included): their absence afterwards is the plan."""
+        return tuple(sorted({a.uninstalls for a in self.actions if a.uninstalls is not None}))
 
     @property
     def bytes_saved(self) -> int:
@@ -120,11 +143,16 @@ def build_plan(
     categories: Sequence[Category],
     keep_globs: Sequence[str] = (),
     restored: Mapping[Path, str] | None = None,
+    knowledge: KnowledgeBase | None = None,
 ) -> Plan:
-    """Merge the categories' actions, drop what ``--keep`` protects and what a larger removal already covers.
+    """Merge the categories' actions, drop what ``--keep``, the knowledge base's keep rules and an earlier
+    verification protect and what a larger removal already covers; name what the remaining removals break (the
+    knowledge base's breaks rules).
 
     *restored*: paths an earlier prune's verification restored (a program needed them), with why; they are kept.
     """
+    knowledge = knowledge or KnowledgeBase()
+    installed = {d.name: d.version for d in inventory.distributions}
     index = FileIndex(inventory.files)
     actions: list[Action] = []
     kept: list[Kept] = []
@@ -134,11 +162,19 @@ def build_plan(
         actions.extend(result.actions)
         kept.extend(result.kept)
 
-    keep = _KeepGlobs(inventory, keep_globs)
-    actions, kept_by_glob = _apply_keep(inventory, actions, keep, index)
-    kept.extend(kept_by_glob)
+    user_keep = _Globs(inventory, [(glob, f"--keep {glob}") for glob in keep_globs])
+    known_keep = _Globs(
+        inventory,
+        [(path, rule.reason) for rule in knowledge.applicable(installed, RuleKind.KEEP) for path in rule.paths],
+    )
+    planned = actions
+    for protection in (user_keep, known_keep):
+        actions, kept_by_glob = _apply_keep(inventory, actions, protection, index)
+        kept.extend(kept_by_glob)
     actions, kept_as_restored = _keep_restored(actions, restored or {})
     kept.extend(kept_as_restored)
+    actions, kept_whole = _uninstall_whole(planned, actions)
+    kept.extend(kept_whole)
     actions = _drop_covered(actions)
     for action in actions:
         _guard(inventory, action)
@@ -148,34 +184,48 @@ def build_plan(
         actions.extend(result.actions)
         kept.extend(result.kept)
     actions.sort(key=lambda a: (a.phase, str(a.path)))
-    return Plan(inventory, tuple(c.name for c in categories), tuple(actions), tuple(kept), keep.unmatched())
+    consequences = _consequences(inventory, actions, knowledge, installed, index)
+    return Plan(
+        inventory,
+        tuple(c.name for c in categories),
+        tuple(actions),
+        tuple(kept),
+        user_keep.unmatched(),
+        consequences,
+    )
 
 
 def _is_derived(category: Category) -> bool:
     return getattr(category, "derived", False) is True
 
 
-class _KeepGlobs:
-    """``--keep`` globs, each matched against paths relative to site-packages.
+class _Globs:
+    """Globs with a reason each (``--keep``, keep rules), matched against paths relative to site-packages.
 
     A glob may also be written absolute, or relative to the target's root (``lib/python3.11/site-packages/x``);
     either is turned into the same relative form.
     """
 
-    def __init__(self, inventory: Inventory, globs: Sequence[str]) -> None:
+    def __init__(self, inventory: Inventory, globs: Sequence[tuple[str, str]]) -> None:
         self.inventory = inventory
-        self.globs = [(glob, re.compile(fnmatch.translate(_relative_glob(inventory, glob))).match) for glob in globs]
+        patterns = [fnmatch.translate(_relative_glob(inventory, glob)) for glob, _ in globs]
+        self.globs = [(glob, reason, re.compile(pattern).match) for (glob, reason), pattern in zip(globs, patterns)]
+        # One pass of one expression first: most paths match no glob at all.
+        self._any = re.compile("|".join(f"(?:{p})" for p in patterns)).match if patterns else None
 
     def first_match(self, rels: Iterable[str]) -> str | None:
-        rels = list(rels)
-        return next((glob for glob, match in self.globs for rel in rels if match(rel)), None)
+        """The reason of the first glob that matches one of *rels*; None when none does."""
+        if self._any is None:
+            return None
+        hits = [rel for rel in rels if self._any(rel)]
+        return next((reason for _, reason, match in self.globs for rel in hits if match(rel)), None)
 
     def unmatched(self) -> tuple[str, ...]:
         if not self.globs:
             return ()
         target = self.inventory.target
         paths = [f.rel for f in self.inventory.files] + [target.relative(d) for d in self.inventory.directories]
-        return tuple(glob for glob, match in self.globs if not any(match(path) for path in paths))
+        return tuple(glob for glob, _, match in self.globs if not any(match(path) for path in paths))
 
 
 def _relative_glob(inventory: Inventory, glob: str) -> str:
@@ -194,9 +244,9 @@ def _relative_glob(inventory: Inventory, glob: str) -> str:
 
 
 def _apply_keep(
-    inventory: Inventory, actions: list[Action], keep: _KeepGlobs, index: FileIndex
+    inventory: Inventory, actions: list[Action], keep: _Globs, index: FileIndex
 ) -> tuple[list[Action], list[Kept]]:
-    """``--keep GLOB`` protects what it matches and everything under it; a directory holding a kept file stays whole."""
+    """A protection keeps what it matches and everything under it; a directory holding a kept file stays whole."""
     if not keep.globs:
         return actions, []
     remaining: list[Action] = []
@@ -206,11 +256,11 @@ def _apply_keep(
         rels = [rel, *ancestors(rel)]
         if action.is_directory:
             rels += [f.rel for f in index.under(action.path)]
-        matched = keep.first_match(rels)
-        if matched is None:
+        reason = keep.first_match(rels)
+        if reason is None:
             remaining.append(action)
         else:
-            kept.append(Kept(action.path, action.category, f"--keep {matched}", action.bytes_saved))
+            kept.append(Kept(action.path, action.category, reason, action.bytes_saved))
     return remaining, kept
 
 
@@ -232,10 +282,37 @@ def _keep_restored(actions: list[Action], restored: Mapping[Path, str]) -> tuple
     return remaining, kept
 
 
+def _uninstall_whole(planned: Sequence[Action], remaining: list[Action]) -> tuple[list[Action], list[Kept]]:
+    """A distribution is uninstalled whole or not at all: when a protection kept part of it, all of it stays."""
+    wanted = Counter(a.uninstalls for a in planned if a.uninstalls is not None)
+    left = Counter(a.uninstalls for a in remaining if a.uninstalls is not None)
+    partial = {name for name, count in wanted.items() if left[name] != count}
+    if not partial:
+        return remaining, []
+    kept = [
+        Kept(a.path, a.category, f"{a.uninstalls} is uninstalled whole or not at all, and part of it is kept", 0)
+        for a in remaining
+        if a.uninstalls in partial
+    ]
+    return [a for a in remaining if a.uninstalls not in partial], kept
+
+
 def _drop_covered(actions: list[Action]) -> list[Action]:
-    """A change inside a directory that is removed as a whole is already counted there."""
+    """A change inside a directory that is removed as a whole is already counted there; so is a change of a file
+    that another category removes (a stripped test executable), and a second removal of one path (the first
+    category, in the registry's order, has it)."""
     removed_dirs = {str(a.path) for a in actions if a.kind is ActionKind.REMOVE and a.is_directory}
-    return [a for a in actions if not any(parent in removed_dirs for parent in ancestors(str(a.path)))]
+    removed = {a.path for a in actions if a.kind is ActionKind.REMOVE}
+    seen: set[Path] = set()
+    remaining = []
+    for action in actions:
+        if any(parent in removed_dirs for parent in ancestors(str(action.path))):
+            continue
+        if action.path in seen or (action.kind is ActionKind.REWRITE and action.path in removed):
+            continue
+        seen.add(action.path)
+        remaining.append(action)
+    return remaining
 
 
 def ancestors(path: str) -> Iterator[str]:
@@ -247,8 +324,49 @@ def ancestors(path: str) -> Iterator[str]:
 
 
 def _guard(inventory: Inventory, action: Action) -> None:
-    """Last line of defence: no category may plan outside site-packages or inside a distribution's metadata."""
+    """Last line of defence: no category may plan outside site-packages or inside a distribution's metadata, except
+    an uninstall, which takes the whole distribution: its metadata and the scripts its RECORD lists."""
+    dist = inventory.distribution(action.uninstalls) if action.uninstalls is not None else None
+    if dist is not None and action.path == dist.metadata_dir and action.is_directory:
+        return
+    if dist is not None and action.path in {entry.path for entry in dist.scripts}:
+        return
     if not inventory.target.contains(action.path) or action.path in inventory.target.site_packages:
         raise UsageError(f"{action.path}: planned by {action.category} but outside site-packages; this is a bug")
     if any(part.endswith((".dist-info", ".egg-info")) for part in action.path.parts) and action.phase is Phase.FILES:
         raise UsageError(f"{action.path}: planned by {action.category} inside package metadata; this is a bug")
+
+
+def _consequences(
+    inventory: Inventory,
+    actions: Sequence[Action],
+    knowledge: KnowledgeBase,
+    installed: dict[str, str],
+    index: FileIndex,
+) -> tuple[Consequence, ...]:
+    """What the removals break, by the knowledge base's breaks rules: one line per rule and category."""
+    found: list[Consequence] = []
+    for rule in knowledge.applicable(installed, RuleKind.BREAKS):
+        globs = _Globs(inventory, [(path, rule.why) for path in rule.paths])
+        hit: dict[str, list[Action]] = {}
+        for action in actions:
+            if action.kind is not ActionKind.REMOVE:
+                continue
+            rel = inventory.target.relative(action.path)
+            rels = [rel, *ancestors(rel)]
+            if action.is_directory:  # a removed folder that holds what the rule names
+                rels += [f.rel for f in index.under(action.path)]
+            if globs.first_match(rels) is not None:
+                hit.setdefault(action.category, []).append(action)
+        for category, removed in sorted(hit.items()):
+            found.append(
+                Consequence(
+                    rule.paths,
+                    category,
+                    rule.why,
+                    rule.evidence,
+                    sum(a.files for a in removed),
+                    sum(a.bytes_saved for a in removed),
+                )
+            )
+    return tuple(found)

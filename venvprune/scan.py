@@ -47,6 +47,9 @@ class Distribution:
     files: frozenset[str]  # paths listed in RECORD, relative to site-packages, normalised
     record_line_bytes: Mapping[str, int] = field(repr=False, compare=False)  # RECORD bytes per listed path
     top_level: frozenset[str]  # first path components of its files (packages and modules)
+    # Files its RECORD lists outside site-packages but inside the target (bin/pip, bin/wheel): they go only with the
+    # whole distribution (the installers category).
+    scripts: tuple[FileEntry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def scan(target: Target, *, inspect_elf: bool = True) -> Inventory:
             if inspect_elf and st.st_size >= elf.MIN_HEADER_SIZE and _has_elf_magic(entry_path):
                 facts = elf.inspect(entry_path)
             files.append(FileEntry(entry_path, rel, site_packages, st.st_size, elf=facts))
-    distributions = tuple(d for sp in target.site_packages for d in _read_distributions(sp))
+    distributions = tuple(d for sp in target.site_packages for d in _read_distributions(sp, target.root))
     owners = {dist.site_packages / rel: dist.name for dist in distributions for rel in dist.files}
     return Inventory(target, tuple(files), tuple(directories), distributions, owners, _bytes_outside(target))
 
@@ -163,7 +166,7 @@ def _has_elf_magic(path: Path) -> bool:
         return False
 
 
-def _read_distributions(site_packages: Path) -> Iterator[Distribution]:
+def _read_distributions(site_packages: Path, root: Path) -> Iterator[Distribution]:
     for metadata_dir in sorted(site_packages.glob("*.dist-info")) + sorted(site_packages.glob("*.egg-info")):
         if not metadata_dir.is_dir() or metadata_dir.is_symlink():
             continue
@@ -185,7 +188,28 @@ def _read_distributions(site_packages: Path) -> Iterator[Distribution]:
             files=files,
             record_line_bytes=line_bytes,
             top_level=frozenset(top_level),
+            scripts=tuple(_scripts(files, site_packages, root)),
         )
+
+
+def _scripts(files: frozenset[str], site_packages: Path, root: Path) -> Iterator[FileEntry]:
+    """The RECORD's files outside *site_packages* and inside the target *root*, as they are now (never followed)."""
+    for rel in sorted(f for f in files if f.startswith("../")):
+        path = Path(os.path.normpath(site_packages / rel))
+        try:
+            inside = path.relative_to(root)
+        except ValueError:
+            continue  # outside the target: never ours
+        if not inside.parts or inside.parts[0] in OWN_DIR_NAMES or site_packages in path.parents:
+            continue
+        if os.path.realpath(path.parent) != str(path.parent):
+            continue  # reached through a symlinked folder: not the target's own file
+        try:
+            st = path.lstat()
+        except OSError:
+            continue  # listed, but not there
+        if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            yield FileEntry(path, rel, site_packages, st.st_size, is_symlink=stat.S_ISLNK(st.st_mode))
 
 
 def _record_line_bytes(record: Path) -> dict[str, int]:

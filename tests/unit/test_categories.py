@@ -207,7 +207,12 @@ def test_bytecode_inside_a_removed_tests_dir_is_counted_once(site: Path) -> None
 def test_selection_names_unknown_categories() -> None:
     with pytest.raises(Exception, match="unknown category 'bogus'; choose from"):
         categories.select(only=["bogus"])
-    assert [c.name for c in categories.select(exclude=["tests"])] == ["bytecode", "debug-symbols", "record"]
+    assert [c.name for c in categories.select(exclude=["tests"])] == [
+        "bytecode",
+        "package-extras",
+        "debug-symbols",
+        "record",
+    ]
 
 
 def test_record_runs_with_any_selection_and_cannot_be_left_out() -> None:

@@ -216,7 +216,19 @@ def test_the_command_line_selection_wins_over_the_file(
         (["--only", "tests", "--exclude", "tests"], ("--only", "--exclude")),
         (["--only", "tests", "--include", "bytecode"], ("--only", "--include")),
         (["--include", "tests", "--exclude", "tests"], ("--include", "--exclude")),
-        (["--exclude", "tests", "--exclude", "bytecode", "--exclude", "debug-symbols"], ("--exclude",)),
+        (
+            [
+                "--exclude",
+                "tests",
+                "--exclude",
+                "bytecode",
+                "--exclude",
+                "debug-symbols",
+                "--exclude",
+                "package-extras",
+            ],
+            ("--exclude",),
+        ),
     ],
 )
 def test_an_empty_or_contradictory_selection_is_a_usage_error(site: Path, args: list[str], named: tuple[str]) -> None:

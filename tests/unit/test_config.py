@@ -110,8 +110,8 @@ def test_a_pyproject_without_our_table_given_to_config_says_so(tmp_path: Path) -
 
 
 def test_selection_layers_give_the_last_word_on_each_category(tmp_path: Path) -> None:
-    write(tmp_path / "pyproject.toml", '[tool.venvprune]\nexclude = ["debug-symbols", "tests"]\n')
-    assert load(tmp_path, None, {}).exclude == ("debug-symbols", "tests")
+    write(tmp_path / "pyproject.toml", '[tool.venvprune]\nexclude = ["debug-symbols", "tests", "package-extras"]\n')
+    assert load(tmp_path, None, {}).exclude == ("debug-symbols", "tests", "package-extras")
     config = load(tmp_path, None, {"include": ("tests",)})  # the command line brings tests back
     assert [c.name for c in categories.select(config.only, config.include, config.exclude)] == [
         "bytecode",

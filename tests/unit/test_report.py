@@ -47,7 +47,12 @@ def test_json_validates_against_the_schema(outcome: Outcome) -> None:
     document = json.loads(render_json(build_report(outcome)))
     jsonschema.validate(document, SCHEMA)
     assert document["totals"]["before_bytes"] - document["totals"]["after_bytes"] == document["totals"]["saved_bytes"]
-    assert {c["name"]: c["files"] for c in document["categories"]} == {"bytecode": 1, "tests": 1, "record": 0}
+    assert {c["name"]: c["files"] for c in document["categories"]} == {
+        "bytecode": 1,
+        "tests": 1,
+        "package-extras": 0,
+        "record": 0,
+    }
     assert document["distributions"][0] == {
         "name": "pkg",
         "version": "2.5",

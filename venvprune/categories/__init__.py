@@ -8,19 +8,48 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from venvprune.categories import bytecode, debug_symbols, record, tests
+from venvprune.categories import (
+    build_files,
+    bytecode,
+    debug_symbols,
+    docs,
+    installers,
+    package_extras,
+    record,
+    stubs,
+    tests,
+)
 from venvprune.errors import UsageError
 from venvprune.plan import Category
 
-ALL: tuple[Category, ...] = (bytecode.CATEGORY, tests.CATEGORY, debug_symbols.CATEGORY, record.CATEGORY)
+# The order of the report. Two categories that remove one path: the first in this order has it; a removal of a folder
+# covers the removals inside it, whatever the order (installers' pip/ covers the bytecode in it).
+ALL: tuple[Category, ...] = (
+    bytecode.CATEGORY,
+    tests.CATEGORY,
+    package_extras.CATEGORY,
+    debug_symbols.CATEGORY,
+    build_files.CATEGORY,
+    stubs.CATEGORY,
+    docs.CATEGORY,
+    installers.CATEGORY,
+    record.CATEGORY,
+)
 NAMES = tuple(c.name for c in ALL)
 # Planned from the other categories' actions, whatever the selection: a RECORD that lists removed files makes pip
 # and SBOM tools report a damaged install. Naming one in --only or --include changes nothing.
 FOLLOWERS = tuple(c.name for c in ALL if getattr(c, "derived", False))
 
 
-def select(only: Iterable[str] = (), include: Iterable[str] = (), exclude: Iterable[str] = ()) -> tuple[Category, ...]:
-    """The categories to run: ``only`` (or else the defaults), plus ``include``, minus ``exclude``.
+SAFE, MAX = "safe", "max"
+# safe: the default categories; max: every category, relying on the guards, the knowledge base and verification.
+PROFILES = (SAFE, MAX)
+
+
+def select(
+    only: Iterable[str] = (), include: Iterable[str] = (), exclude: Iterable[str] = (), profile: str = SAFE
+) -> tuple[Category, ...]:
+    """The categories to run: ``only`` (or else the profile's), plus ``include``, minus ``exclude``.
 
     The categories that follow the others' removals (``record``) always run when anything else does.
     """
@@ -33,7 +62,10 @@ def select(only: Iterable[str] = (), include: Iterable[str] = (), exclude: Itera
             raise UsageError(
                 f"{name} cannot be excluded: it keeps RECORD true for whatever the other categories remove"
             )
-    chosen = (set(only) if only else {c.name for c in ALL if c.default}) | set(include)
+    if profile not in PROFILES:
+        raise UsageError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    by_profile = {c.name for c in ALL if c.default or profile == MAX}
+    chosen = (set(only) if only else by_profile) | set(include)
     chosen -= set(exclude)
     chosen -= set(FOLLOWERS)
     if not chosen:

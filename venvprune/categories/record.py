@@ -56,8 +56,8 @@ class Record:
         rewritten = {str(a.path) for a in planned if a.kind is ActionKind.REWRITE}
         actions: list[Action] = []
         for dist in inventory.distributions:
-            if dist.record is None:
-                continue
+            if dist.record is None or str(dist.metadata_dir) in removed_dirs:
+                continue  # no RECORD, or uninstalled whole (installers): nothing left to describe
             dropped = set()
             rehashed = set()
             for rel in dist.files:
