@@ -38,6 +38,7 @@ from typing import BinaryIO
 
 from elftools.common.exceptions import ELFError
 from elftools.construct import ConstructError
+from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
 
 MIN_HEADER_SIZE = 52  # an ELF32 header
@@ -197,6 +198,42 @@ def inspect(path: Path) -> ElfFacts:
         return _skip(f"unreadable: {exc.strerror or exc}")
     except _BAD_CONTENT as exc:
         return _skip(f"corrupt ELF: {exc or type(exc).__name__}")
+
+
+@dataclass(frozen=True)
+class DynamicLinks:
+    """What the dynamic loader reads of a file to link it: its own name and the libraries it needs."""
+
+    soname: str | None
+    needed: tuple[str, ...]  # DT_NEEDED, in order
+
+
+def dynamic_links(path: Path) -> DynamicLinks | None:
+    """``DT_SONAME`` and ``DT_NEEDED`` of *path*, from its ``PT_DYNAMIC`` segment (what the loader reads, so a file
+    without section headers answers too); None for a file that is not a dynamically linked ELF file, or unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != ELF_MAGIC:
+                return None
+            handle.seek(0)
+            elffile = ELFFile(handle)
+            for segment in elffile.iter_segments():
+                if not isinstance(segment, DynamicSegment):
+                    continue
+                soname = None
+                needed = []
+                for tag in segment.iter_tags():
+                    # pyelftools sets .needed and .soname on the tags of those kinds only.
+                    if tag.entry.d_tag == "DT_NEEDED":
+                        needed.append(str(tag.needed))  # type: ignore[attr-defined]
+                    elif tag.entry.d_tag == "DT_SONAME":
+                        soname = str(tag.soname)  # type: ignore[attr-defined]
+                return DynamicLinks(soname, tuple(needed))
+    except OSError:
+        return None
+    except _BAD_CONTENT:
+        return None  # a corrupt dynamic section links nothing we can name
+    return None
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,17 @@ from __future__ import annotations
 import contextlib
 import enum
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from venvprune import apply, categories, knowledge, signals, verify
+from venvprune.advice import Advice, advise, builder_database
 from venvprune.apply import FileError, Recovery
 from venvprune.config import Config
 from venvprune.errors import ApplyError, TargetError
-from venvprune.plan import Phase, Plan, build_plan
+from venvprune.plan import CategorySaving, Phase, Plan, build_plan, savings_beyond
 from venvprune.scan import scan
 from venvprune.target import Target, resolve_target
 
@@ -47,6 +48,9 @@ class Outcome:
     rollback: Recovery | None = None  # what undoing this run's changes did, when verification failed
     manifest: Path | None = None  # the final-stage manifest written without verification (from a listing)
     manifest_note: str | None = None  # what became of the final-stage manifest then
+    advice: Advice | None = None  # for the final image: system libraries, GPU payload
+    more_with_max: tuple[CategorySaving, ...] = ()  # a dry run under safe: what --profile max would save besides
+    profile: str = categories.SAFE
 
 
 class Progress(Protocol):
@@ -123,13 +127,33 @@ def _prune(config: Config, progress: Progress) -> Outcome:
             inventory = scan(target, inspect_elf=any(c.name == "debug-symbols" for c in selected))
             phases.detail = f"{len(inventory.files)} files, {len(inventory.distributions)} distributions"
         with phases.run("plan"):
-            plan = build_plan(
-                inventory, selected, config.keep, verify.restored_before(target, inventory), knowledge=knowledge.load()
-            )
+            restored = verify.restored_before(target, inventory)
+            plan = build_plan(inventory, selected, config.keep, restored, knowledge=knowledge.load())
             phases.detail = f"{len(plan.actions)} changes"
+        with phases.run("advise"):
+            found = advise(plan, builder_database())
+            more = _more_with_max(config, plan, restored) if config.dry_run else ()
+            phases.detail = f"{len(found.system_libraries)} system libraries"
         if config.dry_run:
-            return Outcome(plan, True, Status.SUCCESS, timings=tuple(phases.timings))
-        return _apply(config, target, plan, recovery, phases)
+            outcome = Outcome(plan, True, Status.SUCCESS, timings=tuple(phases.timings))
+        else:
+            outcome = _apply(config, target, plan, recovery, phases)
+        return replace(outcome, advice=found, more_with_max=more, profile=config.profile)
+
+
+def _more_with_max(config: Config, plan: Plan, restored: Mapping[Path, str]) -> tuple[CategorySaving, ...]:
+    """What ``--profile max`` would save beyond this plan, per category (shown by a dry run under ``safe``)."""
+    if config.profile != categories.SAFE:
+        return ()
+    chosen = set(plan.categories)
+    extra = [
+        c
+        for c in categories.select(config.only, config.include, config.exclude, categories.MAX)
+        if c.name not in chosen and c.name not in categories.FOLLOWERS
+    ]
+    if not extra:
+        return ()
+    return savings_beyond(plan, build_plan(plan.inventory, extra, config.keep, restored, knowledge=knowledge.load()))
 
 
 def _apply(config: Config, target: Target, plan: Plan, recovery: Recovery | None, phases: _Phases) -> Outcome:

@@ -11,7 +11,7 @@ import fnmatch
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -83,6 +83,15 @@ class Consequence:
 
 
 @dataclass(frozen=True)
+class CategorySaving:
+    """What one category would save in addition to a plan (the dry run under ``safe`` shows ``max``'s)."""
+
+    category: str
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
 class CategoryResult:
     actions: tuple[Action, ...] = ()
     kept: tuple[Kept, ...] = ()
@@ -130,6 +139,11 @@ class FileIndex:
     def __init__(self, files: Iterable[FileEntry]) -> None:
         self._files = sorted(files, key=lambda f: str(f.path))
         self._keys = [str(f.path) for f in self._files]
+
+    def exact(self, path: Path) -> list[FileEntry]:
+        """The entry of *path* itself, when the inventory has one."""
+        position = bisect.bisect_left(self._keys, str(path))
+        return self._files[position : position + 1] if self._keys[position : position + 1] == [str(path)] else []
 
     def under(self, directory: Path) -> list[FileEntry]:
         prefix = str(directory) + "/"
@@ -193,6 +207,30 @@ def build_plan(
         user_keep.unmatched(),
         consequences,
     )
+
+
+def savings_beyond(plan: Plan, other: Plan) -> tuple[CategorySaving, ...]:
+    """What *other*'s removals would save beyond *plan*'s, per category of *other*: the files *plan* keeps, and of
+    a file *plan* only strips, what the stripping leaves. Both plans are of one inventory."""
+    index = FileIndex(plan.inventory.files)
+
+    def removed_files(actions: Iterable[Action]) -> Iterator[tuple[Action, FileEntry]]:
+        for action in actions:
+            if action.kind is ActionKind.REMOVE:
+                for entry in index.under(action.path) if action.is_directory else index.exact(action.path):
+                    yield action, entry
+
+    gone = {entry.path for _, entry in removed_files(plan.actions)}
+    stripped = {a.path: a.bytes_saved for a in plan.actions if a.kind is ActionKind.REWRITE}
+    files: Counter[str] = Counter()
+    sizes: Counter[str] = Counter()
+    for action, entry in removed_files(other.actions):
+        if entry.path in gone or entry.is_symlink:
+            continue
+        gone.add(entry.path)
+        files[action.category] += 1
+        sizes[action.category] += entry.size - stripped.get(entry.path, 0)
+    return tuple(CategorySaving(name, files[name], sizes[name]) for name in other.categories if name in files)
 
 
 def _is_derived(category: Category) -> bool:
@@ -344,19 +382,20 @@ def _consequences(
     installed: dict[str, str],
     index: FileIndex,
 ) -> tuple[Consequence, ...]:
-    """What the removals break, by the knowledge base's breaks rules: one line per rule and category."""
+    """What the removals break, by the knowledge base's breaks rules: one line per rule and category.
+
+    A removal counts when it takes what a rule's glob names, or a folder holding it; a part inside it does not
+    (the tests category's ``torch/include/c10/test`` breaks nothing that ``torch/include`` as a whole does).
+    """
     found: list[Consequence] = []
     for rule in knowledge.applicable(installed, RuleKind.BREAKS):
-        globs = _Globs(inventory, [(path, rule.why) for path in rule.paths])
+        globs = [(glob, re.compile(fnmatch.translate(glob)).match) for glob in rule.paths]
         hit: dict[str, list[Action]] = {}
         for action in actions:
-            if action.kind is not ActionKind.REMOVE:
-                continue
             rel = inventory.target.relative(action.path)
-            rels = [rel, *ancestors(rel)]
-            if action.is_directory:  # a removed folder that holds what the rule names
-                rels += [f.rel for f in index.under(action.path)]
-            if globs.first_match(rels) is not None:
+            if action.kind is ActionKind.REMOVE and any(
+                _takes(rel, action, glob, match, index) for glob, match in globs
+            ):
                 hit.setdefault(action.category, []).append(action)
         for category, removed in sorted(hit.items()):
             found.append(
@@ -370,3 +409,17 @@ def _consequences(
                 )
             )
     return tuple(found)
+
+
+def _takes(rel: str, action: Action, glob: str, match: Callable[[str], object], index: FileIndex) -> bool:
+    """Whether removing *rel* takes what *glob* names: it matches, or it is a folder holding a match."""
+    if match(rel):
+        return True
+    if not action.is_directory:
+        return False
+    fixed = re.split(r"[*?[]", glob, maxsplit=1)[0]  # the part of the glob without wildcards
+    if fixed == glob:  # a plain path: taken when it lies inside the removed folder
+        return glob.startswith(rel + "/")
+    return (fixed.startswith(rel + "/") or rel.startswith(fixed)) and any(
+        match(f.rel) for f in index.under(action.path)
+    )

@@ -16,6 +16,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from venvprune import elf, records
+from venvprune.elf import DynamicLinks
 from venvprune.target import OWN_DIR_NAMES, Target
 
 ELF_MAGIC = b"\x7fELF"
@@ -31,6 +32,7 @@ class FileEntry:
     size: int
     is_symlink: bool = False
     elf: elf.ElfFacts | None = None  # set for ELF files when debug symbols are inspected
+    links: DynamicLinks | None = None  # set for dynamically linked ELF files: what the loader needs for them
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -98,10 +100,12 @@ def scan(target: Target, *, inspect_elf: bool = True) -> Inventory:
             if stat.S_ISLNK(st.st_mode):
                 files.append(FileEntry(entry_path, rel, site_packages, st.st_size, is_symlink=True))
                 continue
-            facts = None
-            if inspect_elf and st.st_size >= elf.MIN_HEADER_SIZE and _has_elf_magic(entry_path):
-                facts = elf.inspect(entry_path)
-            files.append(FileEntry(entry_path, rel, site_packages, st.st_size, elf=facts))
+            facts = links = None
+            if st.st_size >= elf.MIN_HEADER_SIZE and _has_elf_magic(entry_path):
+                # The libraries a file needs are read always: the advice for the final image is made of them.
+                links = elf.dynamic_links(entry_path)
+                facts = elf.inspect(entry_path) if inspect_elf else None
+            files.append(FileEntry(entry_path, rel, site_packages, st.st_size, elf=facts, links=links))
     distributions = tuple(d for sp in target.site_packages for d in _read_distributions(sp, target.root))
     owners = {dist.site_packages / rel: dist.name for dist in distributions for rel in dist.files}
     return Inventory(target, tuple(files), tuple(directories), distributions, owners, _bytes_outside(target))

@@ -43,6 +43,10 @@ def report_dict(report: Report) -> dict[str, Any]:
         "final_stage": asdict(report.final_stage) if report.final_stage is not None else None,
         "timings": [{"phase": name, "seconds": seconds} for name, seconds in report.timings],
         "warnings": list(report.warnings),
+        "profile": report.profile,
+        "consequences": [asdict(c) for c in report.consequences],
+        "more_with_max": [{"category": m.category, "files": m.files, "bytes": m.bytes} for m in report.more_with_max],
+        "advice": asdict(report.advice) if report.advice is not None else None,
     }
 
 

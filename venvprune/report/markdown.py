@@ -29,6 +29,9 @@ def render_markdown(report: Report) -> str:
         f"| {r.name} | {r.files:,} | {r.rewritten:,} | {human_bytes(r.bytes)} | {r.percent:.1f}% |"
         for r in report.categories
     ]
+    if report.more_with_max:
+        lines += ["", "`--profile max` would also remove:", "", "| category | files | bytes |", "|---|---:|---:|"]
+        lines += [f"| {m.category} | {m.files:,} | {human_bytes(m.bytes)} |" for m in report.more_with_max]
     top = top_distributions(report)
     if top:
         lines += ["", "| distribution | before | saved |", "|---|---:|---:|"]
@@ -47,12 +50,43 @@ def render_markdown(report: Report) -> str:
             f"- `{path}`: {message}" + (f" (kept in `{kept_at}`)" if kept_at else "")
             for path, message, kept_at in report.recovery_problems
         ]
+    if report.consequences:
+        lines += ["", "**What stops working** without what is removed (keep it with `--keep PATH` if needed):", ""]
+        lines += [
+            f"- `{', '.join(c.paths)}` ({c.category}, {human_bytes(c.bytes)}): {c.what_breaks} "
+            f"([evidence]({c.evidence}))"
+            for c in report.consequences
+        ]
     lines += _verification(report)
+    lines += _advice(report)
     if report.errors:
         lines += ["", "**Errors** (left as they were):", ""]
         lines += [f"- `{path}`: {message}" for path, message in report.errors]
     lines += ["", f"`{render_summary_line(report)}`", ""]
     return "\n".join(lines)
+
+
+def _advice(report: Report) -> list[str]:
+    advice = report.advice
+    if advice is None or not (advice.system_libraries or advice.gpu):
+        return []
+    lines = ["", "### For the final image"]
+    if advice.system_libraries:
+        lines += ["", "| library | Debian package | found by | needed by |", "|---|---|---|---|"]
+        lines += [
+            f"| `{lib.soname}` | {lib.debian or '?'} | {lib.source} | {lib.needed_by_count:,} files, e.g. "
+            f"`{lib.needed_by[0] if lib.needed_by else ''}` |"
+            for lib in advice.system_libraries
+        ]
+        lines += ["", "```dockerfile"]
+        lines += [f"RUN {line}" for line in (advice.apt, advice.apk) if line]
+        lines += ["```"]
+    if advice.gpu:
+        lines += ["", f"GPU payload: **{human_bytes(advice.gpu_bytes)}** of CUDA/ROCm", ""]
+        lines += [f"- {g.distribution} {g.version}: {human_bytes(g.bytes)}" for g in advice.gpu]
+        if advice.cpu_hint:
+            lines += ["", advice.cpu_hint]
+    return lines
 
 
 def _verification(report: Report) -> list[str]:

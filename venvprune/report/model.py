@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from venvprune import __version__
+from venvprune.advice import Advice
 from venvprune.pipeline import CheckOutcome, Outcome, Status
 from venvprune.plan import Action, ActionKind
 from venvprune.target import Target
@@ -98,6 +99,59 @@ class FinalStageRow:
 
 
 @dataclass(frozen=True)
+class ConsequenceRow:
+    """What stops working because a category removes some paths (the knowledge base's breaks rules)."""
+
+    paths: tuple[str, ...]
+    category: str
+    what_breaks: str
+    evidence: str
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class SavingRow:
+    """What a category of ``--profile max`` would save beyond this run (a dry run under ``safe``)."""
+
+    category: str
+    files: int
+    bytes: int
+    percent: float  # of site-packages before
+
+
+@dataclass(frozen=True)
+class SystemLibraryRow:
+    soname: str
+    debian: str | None
+    alpine: str
+    source: str
+    needed_by: tuple[str, ...]
+    needed_by_count: int
+
+
+@dataclass(frozen=True)
+class GpuRow:
+    distribution: str
+    version: str
+    bytes: int
+    libraries: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AdviceRow:
+    """For the final stage: the system packages to install, and the GPU payload the venv carries."""
+
+    package_database: str | None
+    system_libraries: tuple[SystemLibraryRow, ...]
+    apt: str | None
+    apk: str | None
+    gpu: tuple[GpuRow, ...]
+    gpu_bytes: int
+    cpu_hint: str | None
+
+
+@dataclass(frozen=True)
 class Report:
     target: str
     kind: str
@@ -123,6 +177,10 @@ class Report:
     warnings: tuple[str, ...] = ()
     final_stage: FinalStageRow | None = None
     version: str = __version__
+    profile: str = "safe"
+    consequences: tuple[ConsequenceRow, ...] = ()
+    more_with_max: tuple[SavingRow, ...] = ()
+    advice: AdviceRow | None = None
 
     @property
     def saved_bytes(self) -> int:
@@ -228,6 +286,34 @@ def build_report(outcome: Outcome) -> Report:
         timings=tuple((t.name, round(t.seconds, 3)) for t in outcome.timings),
         warnings=tuple(_unmatched_keep_warning(glob, inventory.target) for glob in plan.unmatched_keep),
         final_stage=final_stage,
+        profile=outcome.profile,
+        consequences=tuple(
+            ConsequenceRow(c.paths, c.category, c.what_breaks, c.evidence, c.files, c.bytes)
+            for c in plan.consequences
+            if outcome.status is not Status.CHECK_FAILED
+        ),
+        more_with_max=tuple(
+            SavingRow(m.category, m.files, m.bytes, 100.0 * m.bytes / before if before else 0.0)
+            for m in outcome.more_with_max
+        ),
+        advice=_advice_row(outcome.advice),
+    )
+
+
+def _advice_row(advice: Advice | None) -> AdviceRow | None:
+    if advice is None:
+        return None
+    return AdviceRow(
+        package_database=advice.package_database,
+        system_libraries=tuple(
+            SystemLibraryRow(lib.soname, lib.debian, lib.alpine, lib.source, lib.needed_by, lib.needed_by_count)
+            for lib in advice.system_libraries
+        ),
+        apt=advice.apt_line,
+        apk=advice.apk_line,
+        gpu=tuple(GpuRow(g.distribution, g.version, g.bytes, g.libraries) for g in advice.gpu),
+        gpu_bytes=advice.gpu_bytes,
+        cpu_hint=advice.cpu_hint,
     )
 
 

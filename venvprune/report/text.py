@@ -74,6 +74,7 @@ def render_text(report: Report, verbose: bool = False) -> str:
         lines.append(
             f"  {row.name:<15} {row.files:>8,} {row.rewritten:>10,} {human_bytes(row.bytes):>11} {row.percent:>6.1f}%"
         )
+    lines.extend(_more_with_max_lines(report))
     if verbose:
         for category, actions in actions_by_category(report):
             lines.append("")
@@ -107,7 +108,9 @@ def render_text(report: Report, verbose: bool = False) -> str:
             if group.count > len(shown):
                 lines.append(f"  {'':<15}   ... and {group.count - len(shown):,} more (see --json)")
 
+    lines.extend(_consequence_lines(report))
     lines.extend(_verification_lines(report))
+    lines.extend(advice_lines(report))
     if report.errors:
         lines.append("")
         lines.append(f"  errors ({len(report.errors)}): these files were left as they were")
@@ -116,6 +119,54 @@ def render_text(report: Report, verbose: bool = False) -> str:
     lines.append("")
     lines.append(render_summary_line(report))
     return "\n".join(lines) + "\n"
+
+
+def _more_with_max_lines(report: Report) -> list[str]:
+    if not report.more_with_max:
+        return []
+    more = sum(m.bytes for m in report.more_with_max)
+    lines = ["", f"  --profile max would also remove (after {human_bytes(report.after_bytes - more)}):"]
+    for row in report.more_with_max:
+        lines.append(f"  {row.category:<15} {row.files:>8,} {'':>10} {human_bytes(row.bytes):>11} {row.percent:>6.1f}%")
+    return lines
+
+
+def _consequence_lines(report: Report) -> list[str]:
+    if not report.consequences:
+        return []
+    lines = ["", "  what stops working without what is removed (keep it with --keep PATH if the image needs it)"]
+    for row in report.consequences:
+        lines.append(f"  {row.category:<15} {', '.join(row.paths)} ({human_bytes(row.bytes)}): {row.what_breaks}")
+        lines.append(f"  {'':<15}   {row.evidence}")
+    return lines
+
+
+def advice_lines(report: Report) -> list[str]:
+    """For the final stage: the packages the venv needs from the system, and its GPU payload."""
+    advice = report.advice
+    if advice is None or not (advice.system_libraries or advice.gpu):
+        return []
+    lines = ["", "  for the final image"]
+    if advice.system_libraries:
+        where = f"packages from {advice.package_database}" if advice.package_database else "no package database"
+        lines.append(f"  system libraries the venv needs and does not bundle ({where}):")
+        for lib in advice.system_libraries:
+            package = lib.debian or "?"
+            example = lib.needed_by[0] if lib.needed_by else ""
+            others = f" and {lib.needed_by_count - 1:,} more" if lib.needed_by_count > 1 else ""
+            lines.append(f"    {lib.soname:<22} {package:<18} {lib.source:<16} needed by {example}{others}")
+        if advice.apt:
+            lines.append(f"  Debian/Ubuntu: RUN {advice.apt}")
+        if advice.apk:
+            lines.append(f"  Alpine:        RUN {advice.apk}")
+    if advice.gpu:
+        lines.append(f"  GPU payload: {human_bytes(advice.gpu_bytes)} of CUDA/ROCm")
+        for gpu in advice.gpu:
+            example = f" ({', '.join(gpu.libraries)})" if gpu.libraries else ""
+            lines.append(f"    {gpu.distribution + ' ' + gpu.version:<34} {human_bytes(gpu.bytes):>10}{example}")
+        if advice.cpu_hint:
+            lines.append(f"  {advice.cpu_hint}")
+    return lines
 
 
 def _verification_lines(report: Report) -> list[str]:
