@@ -187,7 +187,7 @@ def build_plan(
         kept.extend(kept_by_glob)
     actions, kept_as_restored = _keep_restored(actions, restored or {})
     kept.extend(kept_as_restored)
-    actions, kept_whole = _uninstall_whole(planned, actions)
+    actions, kept_whole = _uninstall_whole(planned, actions, kept)
     kept.extend(kept_whole)
     actions = _drop_covered(actions)
     for action in actions:
@@ -320,19 +320,34 @@ def _keep_restored(actions: list[Action], restored: Mapping[Path, str]) -> tuple
     return remaining, kept
 
 
-def _uninstall_whole(planned: Sequence[Action], remaining: list[Action]) -> tuple[list[Action], list[Kept]]:
-    """A distribution is uninstalled whole or not at all: when a protection kept part of it, all of it stays."""
+def _uninstall_whole(
+    planned: Sequence[Action], remaining: list[Action], kept: Sequence[Kept]
+) -> tuple[list[Action], list[Kept]]:
+    """A distribution is uninstalled whole or not at all: when a protection kept part of it, all of it stays, and
+    the report says which protection."""
     wanted = Counter(a.uninstalls for a in planned if a.uninstalls is not None)
     left = Counter(a.uninstalls for a in remaining if a.uninstalls is not None)
     partial = {name for name, count in wanted.items() if left[name] != count}
     if not partial:
         return remaining, []
-    kept = [
-        Kept(a.path, a.category, f"{a.uninstalls} is uninstalled whole or not at all, and part of it is kept", 0)
+    by_path = {k.path: k.reason for k in kept}
+    why = {
+        a.uninstalls: by_path[a.path]
+        for a in planned
+        if a.uninstalls in partial and a.path in by_path and a not in remaining
+    }
+    still = [
+        Kept(
+            a.path,
+            a.category,
+            f"{a.uninstalls} is uninstalled whole or not at all, and part of it is kept: "
+            f"{why.get(a.uninstalls, 'a protection')}",
+            0,
+        )
         for a in remaining
         if a.uninstalls in partial
     ]
-    return [a for a in remaining if a.uninstalls not in partial], kept
+    return [a for a in remaining if a.uninstalls not in partial], still
 
 
 def _drop_covered(actions: list[Action]) -> list[Action]:

@@ -75,7 +75,8 @@ class Installers:
                 continue
             yield self._action(path, [files[path]], dist)
         for script in dist.scripts:
-            yield self._action(script.path, [script], dist)
+            # Outside site-packages: removed, and not counted, since every figure is of site-packages.
+            yield self._action(script.path, [], dist)
         yield self._action(dist.metadata_dir, index.under(dist.metadata_dir), dist, is_directory=True)
 
     def _action(

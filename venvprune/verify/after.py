@@ -45,7 +45,7 @@ def _verify_and_heal(transaction: Transaction, plan: Plan, baseline: Baseline, o
     if isinstance(unverifiable, VerifyOutcome):
         return unverifiable
     removed = [a.path for a in transaction.executed() if a.kind is ActionKind.REMOVE]
-    checks = checks_after(baseline.checks, baseline.results, removed)
+    checks = checks_after(baseline.checks, baseline.results, removed, plan.uninstalled)
     timed_out = {c.id for c in checks if baseline.results[c.id].timed_out or baseline.results[c.id].not_run}
     if options.scope == "all":
         affected = {c.id for c in checks}

@@ -43,18 +43,27 @@ def baseline_states(baseline: Mapping[str, Result]) -> dict[str, str | None]:
     return {check_id: recorded_state(result) for check_id, result in baseline.items()}
 
 
-def checks_after(checks: Iterable[Check], baseline: Mapping[str, Result], removed: Iterable[Path]) -> list[Check]:
+def checks_after(
+    checks: Iterable[Check],
+    baseline: Mapping[str, Result],
+    removed: Iterable[Path],
+    uninstalled: Iterable[str] = (),
+) -> list[Check]:
     """The checks to repeat after pruning.
 
     An extension module the plan itself removed (a compiled test helper inside a removed ``tests`` directory) is
-    not checked: its absence is the plan, and any import that needs it fails its own check. A metadata check must
-    now answer exactly what it answered at baseline. A check that needed a fresh process at baseline gets one at
-    once.
+    not checked: its absence is the plan, and any import that needs it fails its own check. Nor is a check of
+    distributions the plan uninstalls whole (installers: pip's import, version and scripts); a distribution that needs
+    one fails its own checks. A metadata check must now answer exactly what it answered at baseline. A check that
+    needed a fresh process at baseline gets one at once.
     """
     gone = set(removed)
+    gone_distributions = set(uninstalled)
     selected: list[Check] = []
     for check in checks:
         if check.subject is not None and (check.subject in gone or not gone.isdisjoint(check.subject.parents)):
+            continue
+        if check.distributions and gone_distributions.issuperset(check.distributions):
             continue
         before = baseline.get(check.id)
         if check.kind == "metadata" and before is not None and before.ok and before.value is not None:
