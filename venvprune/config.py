@@ -102,6 +102,13 @@ class Config:
     check_module: tuple[str, ...] = _option(
         (), "--check-module", metavar="NAME", commands=BOTH, help="Also import NAME (repeatable)."
     )
+    warm: tuple[str, ...] = _option(
+        (),
+        "--warm",
+        metavar="MODULE",
+        help="Keep (or compile) the bytecode of what importing MODULE loads, so it starts as fast as before "
+        "(repeatable; --check-module names are warmed too); MODULE is checked as --check-module is.",
+    )
     smoke: tuple[str, ...] = _option(
         (), "--smoke", metavar="COMMAND", commands=BOTH, help="Also run COMMAND with the venv's bin first on PATH."
     )

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from venvprune import apply, categories, knowledge, signals, verify
+from venvprune import apply, categories, knowledge, signals, verify, warm
 from venvprune.advice import Advice, advise, builder_database
 from venvprune.apply import FileError, Recovery
 from venvprune.config import Config
 from venvprune.errors import ApplyError, TargetError
-from venvprune.plan import CategorySaving, Phase, Plan, build_plan, savings_beyond
+from venvprune.plan import CategorySaving, Phase, Plan, WarmBytecode, build_plan, savings_beyond
 from venvprune.scan import scan
 from venvprune.target import Target, resolve_target
 
@@ -51,6 +51,9 @@ class Outcome:
     advice: Advice | None = None  # for the final image: system libraries, GPU payload
     more_with_max: tuple[CategorySaving, ...] = ()  # a dry run under safe: what --profile max would save besides
     profile: str = categories.SAFE
+    warm: warm.WarmSet | None = None  # --warm: what the modules load, and their import time before
+    warm_seconds_after: Mapping[str, float] = field(default_factory=dict)  # their import time after the prune
+    warm_compiled: int = 0  # bytecode files compiled for them
 
 
 class Progress(Protocol):
@@ -85,7 +88,7 @@ def verify_options(config: Config) -> verify.VerifyOptions:
         heal=config.heal,
         manifest=config.manifest,
         jobs=config.jobs,
-        check_modules=config.check_module,
+        check_modules=warm_modules(config),
         smoke=config.smoke,
         timeout=config.timeout,
         strict=config.strict,
@@ -126,22 +129,43 @@ def _prune(config: Config, progress: Progress) -> Outcome:
         with phases.run("scan"):
             inventory = scan(target, inspect_elf=any(c.name == "debug-symbols" for c in selected))
             phases.detail = f"{len(inventory.files)} files, {len(inventory.distributions)} distributions"
+        warm_set = None
+        if warm_modules(config) and target.interpreter is not None:
+            with phases.run("warm"):  # what importing them loads, and how long it takes now
+                warm_set = warm.survey(target.interpreter, target.root, warm_modules(config), target.site_packages)
+                phases.detail = f"{len(warm_set.sources)} source files"
+        warm_bytecode = _warm_bytecode(warm_set)
         with phases.run("plan"):
             restored = verify.restored_before(target, inventory)
-            plan = build_plan(inventory, selected, config.keep, restored, knowledge=knowledge.load())
+            plan = build_plan(
+                inventory, selected, config.keep, restored, knowledge=knowledge.load(), warm=warm_bytecode
+            )
             phases.detail = f"{len(plan.actions)} changes"
         with phases.run("advise"):
             found = advise(plan, builder_database())
-            more = _more_with_max(config, plan, restored) if config.dry_run else ()
+            more = _more_with_max(config, plan, restored, warm_bytecode) if config.dry_run else ()
             phases.detail = f"{len(found.system_libraries)} system libraries"
         if config.dry_run:
             outcome = Outcome(plan, True, Status.SUCCESS, timings=tuple(phases.timings))
         else:
             outcome = _apply(config, target, plan, recovery, phases)
-        return replace(outcome, advice=found, more_with_max=more, profile=config.profile)
+        return replace(outcome, advice=found, more_with_max=more, profile=config.profile, warm=warm_set)
 
 
-def _more_with_max(config: Config, plan: Plan, restored: Mapping[Path, str]) -> tuple[CategorySaving, ...]:
+def warm_modules(config: Config) -> tuple[str, ...]:
+    """The modules whose bytecode stays: --warm, and the application's own --check-module."""
+    return tuple(dict.fromkeys([*config.warm, *config.check_module]))
+
+
+def _warm_bytecode(warm_set: warm.WarmSet | None) -> WarmBytecode | None:
+    if warm_set is None or not warm_set.sources:
+        return None
+    return WarmBytecode({warm_set.bytecode_of(source): source for source in warm_set.sources}, warm_set.reason)
+
+
+def _more_with_max(
+    config: Config, plan: Plan, restored: Mapping[Path, str], warm_bytecode: WarmBytecode | None
+) -> tuple[CategorySaving, ...]:
     """What ``--profile max`` would save beyond this plan, per category (shown by a dry run under ``safe``)."""
     if config.profile != categories.SAFE:
         return ()
@@ -153,7 +177,8 @@ def _more_with_max(config: Config, plan: Plan, restored: Mapping[Path, str]) -> 
     ]
     if not extra:
         return ()
-    return savings_beyond(plan, build_plan(plan.inventory, extra, config.keep, restored, knowledge=knowledge.load()))
+    again = build_plan(plan.inventory, extra, config.keep, restored, knowledge=knowledge.load(), warm=warm_bytecode)
+    return savings_beyond(plan, again)
 
 
 def _apply(config: Config, target: Target, plan: Plan, recovery: Recovery | None, phases: _Phases) -> Outcome:
@@ -172,6 +197,7 @@ def _apply(config: Config, target: Target, plan: Plan, recovery: Recovery | None
         with phases.run("apply"):
             errors = transaction.execute(plan.by_phase(Phase.FILES))
             errors += transaction.execute(plan.by_phase(Phase.METADATA))
+        compiled = _compile_warm(transaction, target, plan, phases)
         if baseline is not None:
             with phases.run("verify"):
                 outcome = verify.verify_and_heal(transaction, plan, baseline, options)
@@ -191,12 +217,16 @@ def _apply(config: Config, target: Target, plan: Plan, recovery: Recovery | None
         else:
             with phases.run("manifest"):  # it must describe the venv as this run leaves it, verified or not
                 listed = verify.list_for_manifest(transaction, target, options)
+        seconds_after = {}
+        if warm_modules(config) and target.interpreter is not None:
+            with phases.run("warm"):  # the warm modules' import time, as the pruned venv starts them
+                seconds_after = warm.import_seconds(target.interpreter, target.root, warm_modules(config))
         with phases.run("commit"):
             errors += transaction.commit()
     left_aside = recovery is not None and bool(recovery.left_aside)
     status = Status.PARTIAL if errors or left_aside else Status.SUCCESS
     manifest, note = listed
-    return Outcome(
+    done = Outcome(
         plan,
         False,
         status,
@@ -208,6 +238,20 @@ def _apply(config: Config, target: Target, plan: Plan, recovery: Recovery | None
         manifest=manifest,
         manifest_note=note,
     )
+    return replace(done, warm_seconds_after=seconds_after, warm_compiled=compiled)
+
+
+def _compile_warm(transaction: apply.Transaction, target: Target, plan: Plan, phases: _Phases) -> int:
+    """Write the missing bytecode of the warm modules, compiled by the target's interpreter; how many files."""
+    if not plan.warm_compile or target.interpreter is None:
+        return 0
+    with phases.run("compile"):
+        compiled = warm.compile_bytecode(target.interpreter, target.root, [source for source, _ in plan.warm_compile])
+        for source, bytecode in plan.warm_compile:
+            if source in compiled:
+                transaction.create(bytecode, compiled[source])
+        phases.detail = f"{len(compiled)} files for --warm"
+    return len(compiled)
 
 
 def _python(config: Config) -> Path | None:

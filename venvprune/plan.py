@@ -12,7 +12,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -83,6 +83,14 @@ class Consequence:
 
 
 @dataclass(frozen=True)
+class WarmBytecode:
+    """Bytecode that stays whatever the categories plan (``--warm``), and why: bytecode path -> its source."""
+
+    files: Mapping[Path, Path]
+    reason: str
+
+
+@dataclass(frozen=True)
 class CategorySaving:
     """What one category would save in addition to a plan (the dry run under ``safe`` shows ``max``'s)."""
 
@@ -115,6 +123,7 @@ class Plan:
     kept: tuple[Kept, ...]
     unmatched_keep: tuple[str, ...] = ()  # --keep globs that match no path: a typo, or a path spelled another way
     consequences: tuple[Consequence, ...] = ()
+    warm_compile: tuple[tuple[Path, Path], ...] = ()  # (source, bytecode) of --warm modules, compiled when applied
 
     @property
     def uninstalled(self) -> tuple[str, ...]:
@@ -158,12 +167,16 @@ def build_plan(
     keep_globs: Sequence[str] = (),
     restored: Mapping[Path, str] | None = None,
     knowledge: KnowledgeBase | None = None,
+    warm: WarmBytecode | None = None,
 ) -> Plan:
     """Merge the categories' actions, drop what ``--keep``, the knowledge base's keep rules and an earlier
     verification protect and what a larger removal already covers; name what the remaining removals break (the
     knowledge base's breaks rules).
 
     *restored*: paths an earlier prune's verification restored (a program needed them), with why; they are kept.
+
+    *warm*: the bytecode of what the ``--warm`` modules load stays (a ``__pycache__`` folder holding some of it
+    loses only the rest); what is missing of it is listed to compile.
     """
     knowledge = knowledge or KnowledgeBase()
     installed = {d.name: d.version for d in inventory.distributions}
@@ -176,6 +189,14 @@ def build_plan(
         actions.extend(result.actions)
         kept.extend(result.kept)
 
+    to_compile: tuple[tuple[Path, Path], ...] = ()
+    if warm is not None:
+        actions, kept_warm = _keep_warm(actions, warm, index)
+        kept.extend(kept_warm)
+        present = {f.path for f in inventory.files}
+        to_compile = tuple(
+            sorted((source, pyc) for pyc, source in warm.files.items() if pyc not in present and source in present)
+        )
     user_keep = _Globs(inventory, [(glob, f"--keep {glob}") for glob in keep_globs])
     known_keep = _Globs(
         inventory,
@@ -206,6 +227,7 @@ def build_plan(
         tuple(kept),
         user_keep.unmatched(),
         consequences,
+        to_compile,
     )
 
 
@@ -299,6 +321,30 @@ def _apply_keep(
             remaining.append(action)
         else:
             kept.append(Kept(action.path, action.category, reason, action.bytes_saved))
+    return remaining, kept
+
+
+def _keep_warm(actions: list[Action], warm: WarmBytecode, index: FileIndex) -> tuple[list[Action], list[Kept]]:
+    """The warm bytecode stays; the removal of a ``__pycache__`` folder that holds some of it (or where missing warm
+    bytecode will be compiled) becomes the removal of each of its other files."""
+    folders = {pyc.parent for pyc in warm.files}
+    remaining: list[Action] = []
+    kept: list[Kept] = []
+    for action in actions:
+        if action.kind is not ActionKind.REMOVE:
+            remaining.append(action)
+        elif action.path in warm.files:
+            kept.append(Kept(action.path, action.category, warm.reason, action.bytes_saved))
+        elif action.is_directory and action.path in folders:
+            for entry in index.under(action.path):
+                if entry.path in warm.files:
+                    kept.append(Kept(entry.path, action.category, warm.reason, entry.size))
+                else:
+                    remaining.append(
+                        replace(action, path=entry.path, bytes_saved=entry.size, files=1, is_directory=False)
+                    )
+        else:
+            remaining.append(action)
     return remaining, kept
 
 

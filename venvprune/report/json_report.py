@@ -47,6 +47,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         "consequences": [asdict(c) for c in report.consequences],
         "more_with_max": [{"category": m.category, "files": m.files, "bytes": m.bytes} for m in report.more_with_max],
         "advice": asdict(report.advice) if report.advice is not None else None,
+        "warm": asdict(report.warm) if report.warm is not None else None,
     }
 
 

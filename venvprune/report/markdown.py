@@ -58,12 +58,33 @@ def render_markdown(report: Report) -> str:
             for c in report.consequences
         ]
     lines += _verification(report)
+    lines += _warm(report)
     lines += _advice(report)
     if report.errors:
         lines += ["", "**Errors** (left as they were):", ""]
         lines += [f"- `{path}`: {message}" for path, message in report.errors]
     lines += ["", f"`{render_summary_line(report)}`", ""]
     return "\n".join(lines)
+
+
+def _warm(report: Report) -> list[str]:
+    found = report.warm
+    if found is None:
+        return []
+    lines = [
+        "",
+        f"### Warm: {found.sources:,} source files, bytecode kept ({found.kept_files:,} files, "
+        f"{human_bytes(found.kept_bytes)}), {found.compile_files:,} compiled",
+        "",
+        "| import | before | after |",
+        "|---|---:|---:|",
+    ]
+    for module in found.modules:
+        before = f"{module.seconds_before:.2f} s" if module.seconds_before is not None else "?"
+        after = f"{module.seconds_after:.2f} s" if module.seconds_after is not None else "(dry run)"
+        lines.append(f"| `{module.module}` | {before} | {after} |")
+    lines += [f"- not warmed (it does not import): {failure}" for failure in found.failed]
+    return lines
 
 
 def _advice(report: Report) -> list[str]:

@@ -152,6 +152,25 @@ class AdviceRow:
 
 
 @dataclass(frozen=True)
+class WarmModuleRow:
+    module: str
+    seconds_before: float | None  # import time before the prune (median of fresh processes); None: it failed
+    seconds_after: float | None  # after it; None in a dry run
+
+
+@dataclass(frozen=True)
+class WarmRow:
+    """--warm: the bytecode of what the modules load stays; their import time before and after."""
+
+    modules: tuple[WarmModuleRow, ...]
+    failed: tuple[str, ...]  # "module: error" of the modules that did not import
+    sources: int  # source files their imports load, in site-packages
+    kept_files: int  # bytecode files kept for them
+    kept_bytes: int
+    compile_files: int  # bytecode files missing, compiled by the target's interpreter (planned, in a dry run)
+
+
+@dataclass(frozen=True)
 class Report:
     target: str
     kind: str
@@ -181,6 +200,7 @@ class Report:
     consequences: tuple[ConsequenceRow, ...] = ()
     more_with_max: tuple[SavingRow, ...] = ()
     advice: AdviceRow | None = None
+    warm: WarmRow | None = None
 
     @property
     def saved_bytes(self) -> int:
@@ -297,6 +317,28 @@ def build_report(outcome: Outcome) -> Report:
             for m in outcome.more_with_max
         ),
         advice=_advice_row(outcome.advice),
+        warm=_warm_row(outcome),
+    )
+
+
+def _warm_row(outcome: Outcome) -> WarmRow | None:
+    found = outcome.warm
+    if found is None:
+        return None
+    reason = found.reason
+    kept = [k for k in outcome.plan.kept if k.reason == reason]
+    failed = dict(found.failed)
+    return WarmRow(
+        modules=tuple(
+            WarmModuleRow(module, found.seconds_before.get(module), outcome.warm_seconds_after.get(module))
+            for module in found.modules
+            if module not in failed
+        ),
+        failed=tuple(f"{module}: {error}" for module, error in found.failed),
+        sources=len(found.sources),
+        kept_files=len(kept),
+        kept_bytes=sum(k.bytes for k in kept),
+        compile_files=outcome.warm_compiled if not outcome.dry_run else len(outcome.plan.warm_compile),
     )
 
 

@@ -110,6 +110,7 @@ def render_text(report: Report, verbose: bool = False) -> str:
 
     lines.extend(_consequence_lines(report))
     lines.extend(_verification_lines(report))
+    lines.extend(warm_lines(report))
     lines.extend(advice_lines(report))
     if report.errors:
         lines.append("")
@@ -138,6 +139,29 @@ def _consequence_lines(report: Report) -> list[str]:
     for row in report.consequences:
         lines.append(f"  {row.category:<15} {', '.join(row.paths)} ({human_bytes(row.bytes)}): {row.what_breaks}")
         lines.append(f"  {'':<15}   {row.evidence}")
+    return lines
+
+
+def warm_lines(report: Report) -> list[str]:
+    """--warm: what stays for the warm modules, and their import time before and after."""
+    found = report.warm
+    if found is None:
+        return []
+    compiled = "to compile" if report.dry_run else "compiled"
+    lines = [
+        "",
+        f"  warm: {found.sources:,} source files load for {', '.join(m.module for m in found.modules) or 'nothing'}; "
+        f"their bytecode stays ({found.kept_files:,} files, {human_bytes(found.kept_bytes)}), "
+        f"{found.compile_files:,} {compiled}",
+    ]
+    for module in found.modules:
+        before = f"{module.seconds_before:.2f} s" if module.seconds_before is not None else "?"
+        if module.seconds_after is None:
+            lines.append(f"    import {module.module}: {before} before")
+            continue
+        change = f" ({100 * (module.seconds_after / module.seconds_before - 1):+.0f}%)" if module.seconds_before else ""
+        lines.append(f"    import {module.module}: {before} before, {module.seconds_after:.2f} s after{change}")
+    lines += [f"    not warmed (it does not import): {failure}" for failure in found.failed]
     return lines
 
 
