@@ -211,6 +211,7 @@ def build_plan(
     actions, kept_whole = _uninstall_whole(planned, actions, kept)
     kept.extend(kept_whole)
     actions = _drop_covered(actions)
+    kept = _not_removed(kept, actions)
     for action in actions:
         _guard(inventory, action)
 
@@ -412,6 +413,13 @@ def _drop_covered(actions: list[Action]) -> list[Action]:
         seen.add(action.path)
         remaining.append(action)
     return remaining
+
+
+def _not_removed(kept: list[Kept], actions: Sequence[Action]) -> list[Kept]:
+    """What one category keeps inside what another removes is not kept: it is not listed as such (a build file kept
+    by a guard inside a test suite the tests category removes)."""
+    removed = {str(a.path) for a in actions if a.kind is ActionKind.REMOVE}
+    return [k for k in kept if str(k.path) not in removed and not any(p in removed for p in ancestors(str(k.path)))]
 
 
 def ancestors(path: str) -> Iterator[str]:

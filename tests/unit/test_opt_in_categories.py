@@ -248,3 +248,10 @@ def test_profile_on_the_command_line_is_checked(site: Path) -> None:
     code, _, err = run_cli("--dry-run", "--profile", "tiny", str(site))
     assert code == 2
     assert err.count("\n") == 1 and "--profile" in err and "tiny" in err
+
+
+def test_what_a_guard_keeps_inside_a_removal_is_not_listed_as_kept(site: Path) -> None:
+    install_dist(site, "pkg", {"pkg/__init__.py": "", "pkg/tests/__init__.py": "", "pkg/tests/example.pyx": "x\n"})
+    plan = plan_for(site, "tests", "build-files")
+    assert removed(plan) == {"pkg/tests"}
+    assert kept(plan) == {}  # not "no extension module beside it": the tests category removes it with its folder
