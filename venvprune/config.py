@@ -74,7 +74,11 @@ class Config:
         (), "--only", metavar="CATEGORY", choices=categories.NAMES, help="Run exactly these categories (repeatable)."
     )
     include: tuple[str, ...] = _option(
-        (), "--include", metavar="CATEGORY", choices=categories.NAMES, help="Add a category to the defaults."
+        (),
+        "--include",
+        metavar="CATEGORY",
+        choices=categories.NAMES,
+        help="Add a category to the profile's (repeatable).",
     )
     exclude: tuple[str, ...] = _option(
         (), "--exclude", metavar="CATEGORY", choices=categories.NAMES, help="Leave a category out (repeatable)."
@@ -100,7 +104,11 @@ class Config:
         0, "--jobs", metavar="N", minimum=0, commands=BOTH, help="Import workers (default 0: one per CPU)."
     )
     check_module: tuple[str, ...] = _option(
-        (), "--check-module", metavar="NAME", commands=BOTH, help="Also import NAME (repeatable)."
+        (),
+        "--check-module",
+        metavar="NAME",
+        commands=BOTH,
+        help="Also import NAME (repeatable); a prune keeps its bytecode, as --warm does.",
     )
     warm: tuple[str, ...] = _option(
         (),
