@@ -166,6 +166,7 @@ def build_plan(
     categories: Sequence[Category],
     keep_globs: Sequence[str] = (),
     restored: Mapping[Path, str] | None = None,
+    *,
     knowledge: KnowledgeBase | None = None,
     warm: WarmBytecode | None = None,
 ) -> Plan:
