@@ -18,7 +18,7 @@ METADATA_SUFFIXES = (".dist-info", ".egg-info", ".data")
 TEST_DIR_NAMES = frozenset({"tests", "test"})
 
 # A quoted string that could name a file: word characters, dots, slashes, dashes, plus signs.
-_STRING_LITERAL = re.compile(rb"""["']([\w./+-]{1,240})["']""")
+_STRING_LITERAL = re.compile(rb"""["']([\w./+-]+)["']""")
 
 
 def in_package(rel: str) -> bool:
@@ -57,13 +57,16 @@ class Mentions:
 
 def _literal_names(files: Iterable[FileEntry]) -> dict[str, str]:
     names: dict[str, str] = {}
+    seen: set[bytes] = set()
     for entry in files:
         try:
             source = entry.path.read_bytes()
         except OSError:
             continue
-        for match in _STRING_LITERAL.finditer(source):
-            for part in match.group(1).decode("utf-8", "replace").split("/"):
+        # findall and the set run in C; only a literal not seen in an earlier file is split here.
+        for literal in set(_STRING_LITERAL.findall(source)) - seen:
+            seen.add(literal)
+            for part in literal.decode("utf-8", "replace").split("/"):
                 # "iris.rst" names a file; "sklearn.datasets.descr" names the folder descr too.
                 for name in (part, *part.split(".")):
                     if name:
