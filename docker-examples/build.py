@@ -104,8 +104,8 @@ class Example:
 EXAMPLES: tuple[Example, ...] = (
     Example("pandas", smoke=("/app/analyze.py",)),
     Example("fastapi", smoke=("/app/smoke.py",)),
-    # Debian's python3 has its headers in python3-dev (python:3.12-slim has them); torch is several minutes of
-    # building and a 1 GB venv, so the docker tests leave this one to build.py.
+    # Debian's python3 has its headers in python3-dev (python:3.12-slim has them). About 6 minutes, a 1 GB venv,
+    # and apt-get in both stages (its containers must reach Debian's mirror): the docker tests leave it to build.py.
     Example(
         "api",
         smoke=("/app/smoke.py",),
