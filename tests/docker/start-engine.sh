@@ -5,7 +5,7 @@
 #   2. start dockerd in the background when `docker info` does not answer, and wait for it (bounded);
 #   3. build the base images with debootstrap when `docker image inspect` does not find them:
 #        venvprune-base:bookworm        minbase + python3, python3-venv, libpq5, binutils (the builder stage;
-#                                       binutils for the seed's `strip` chain that docker-examples/build.py
+#                                       binutils for the find/strip chain that docker-examples/build.py
 #                                       compares with: python:3.12-slim lacks it and the chain installs it)
 #        venvprune-final:bookworm       minbase + python3 only: no pip, no venv, no libpq5 (a final stage; the
 #                                       missing-system-library test needs libpq.so.5 to be absent)
@@ -15,7 +15,7 @@
 #      The root file systems are kept as tarballs (and the .debs in a package cache) under
 #      $VENVPRUNE_DOCKER_CACHE (default /var/cache/venvprune-docker), so a second build is fast.
 #
-# There is no registry here (see shared/DOCKER.md): nothing is pulled, the images are imported from tarballs.
+# There is no registry here: nothing is pulled, the images are imported from tarballs.
 # Prints one line per thing it does on stderr, nothing when all is ready; exits non-zero with a message on failure.
 #
 # Environment:
