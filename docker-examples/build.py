@@ -653,7 +653,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         engine = Engine(args.docker)
         require_engine(engine)
-        variants = [v for v in available_variants(venvprune_help()) if not args.variants or v.name in args.variants]
+        offered = available_variants(venvprune_help())
+        unavailable = [v for v in VARIANTS if v not in offered and v.name in (args.variants or ())]
+        if unavailable:
+            raise BuildError(
+                f"variant {unavailable[0].name} needs `venvprune {unavailable[0].requires_option}`, which this "
+                "checkout's venvprune --help does not list"
+            )
+        variants = [v for v in offered if not args.variants or v.name in args.variants]
         wheelhouse = make_wheelhouse(args.workdir / "wheels", chosen, log)
         rows: list[Measurement] = []
         for ex in chosen:
