@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Make a Docker engine and the local base images ready for the docker tests; idempotent, as root.
 #
-#   1. install docker.io, debootstrap and patchelf with apt-get when one of them is missing;
+#   1. install docker.io, debootstrap, patchelf and binutils with apt-get when one of them is missing;
 #   2. start dockerd in the background when `docker info` does not answer, and wait for it (bounded);
 #   3. build the base images with debootstrap when `docker image inspect` does not find them:
-#        venvprune-base:bookworm   minbase + python3, python3-venv, libpq5   (the builder stage)
-#        venvprune-final:bookworm  minbase + python3 only: no pip, no venv, no libpq5 (stands for a distroless
-#                                  final stage; the missing-system-library test needs libpq.so.5 to be absent)
+#        venvprune-base:bookworm        minbase + python3, python3-venv, libpq5, binutils (the builder stage;
+#                                       binutils for the find/strip chain that docker-examples/build.py
+#                                       compares with: python:3.12-slim lacks it and the chain installs it)
+#        venvprune-final:bookworm       minbase + python3 only: no pip, no venv, no libpq5 (a final stage; the
+#                                       missing-system-library test needs libpq.so.5 to be absent)
+#        venvprune-distroless:bookworm  Debian's python3 and the libraries it needs, copied out of the final
+#                                       image by make-distroless.py: no shell, no pip, no apt (stands for
+#                                       gcr.io/distroless/python3-debian12, which cannot be pulled here)
 #      The root file systems are kept as tarballs (and the .debs in a package cache) under
 #      $VENVPRUNE_DOCKER_CACHE (default /var/cache/venvprune-docker), so a second build is fast.
 #
-# There is no registry here (see shared/DOCKER.md): nothing is pulled, the images are imported from tarballs.
+# There is no registry here: nothing is pulled, the images are imported from tarballs.
 # Prints one line per thing it does on stderr, nothing when all is ready; exits non-zero with a message on failure.
 #
 # Environment:
@@ -23,9 +28,12 @@ set -euo pipefail
 
 SUITE=bookworm
 BASE_IMAGE="venvprune-base:$SUITE"
-BASE_PACKAGES="python3,python3-venv,libpq5"
+BASE_PACKAGES="python3,python3-venv,libpq5,binutils"
 FINAL_IMAGE="venvprune-final:$SUITE"
 FINAL_PACKAGES="python3"
+DISTROLESS_IMAGE="venvprune-distroless:$SUITE"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+MAKE_DISTROLESS="$HERE/make-distroless.py"
 
 CACHE="${VENVPRUNE_DOCKER_CACHE:-/var/cache/venvprune-docker}"
 WAIT="${VENVPRUNE_DOCKER_WAIT:-60}"
@@ -45,6 +53,7 @@ missing=()
 [ -x /usr/bin/docker ] && command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v patchelf >/dev/null 2>&1 || missing+=(patchelf)
+command -v strip >/dev/null 2>&1 || missing+=(binutils) # the tests run the find/strip chain on host venvs too
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]} with apt-get"
     apt_log="$(mktemp /tmp/venvprune-apt.XXXXXX.log)"
@@ -136,5 +145,32 @@ build_image() { # NAME PACKAGES
     image_ready "$name" "$comment" || die "$name is not in the image store after docker import"
 }
 
+build_distroless() { # made from the final image: only Debian's python3 and its libraries, no shell
+    # The comment records the script's hash, so a change to make-distroless.py rebuilds the image.
+    local comment
+    comment="venvprune distroless from $FINAL_IMAGE: make-distroless.py $(sha256sum "$MAKE_DISTROLESS" | cut -c1-16)"
+    image_ready "$DISTROLESS_IMAGE" "$comment" && return 0
+    local work
+    work="$(mktemp -d "$CACHE/distroless.XXXXXX")"
+    # shellcheck disable=SC2064
+    trap "rm -rf '$work'" EXIT
+    say "making $DISTROLESS_IMAGE from $FINAL_IMAGE"
+    mkdir "$work/rootfs"
+    "$DOCKER" run --rm --network=none -v "$MAKE_DISTROLESS:/make-distroless.py:ro" -v "$work/rootfs:/out" \
+        "$FINAL_IMAGE" python3 /make-distroless.py /out >"$work/make.log" 2>&1 ||
+        { tail -n 20 "$work/make.log" >&2; die "make-distroless.py failed in $FINAL_IMAGE"; }
+    # distroless/python3 runs Python as its entry point, so `docker run IMAGE script.py` works the same here.
+    tar --numeric-owner --xattrs -C "$work/rootfs" -c . |
+        "$DOCKER" import -m "$comment" \
+            -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            -c 'ENV LANG=C.UTF-8' \
+            -c 'ENTRYPOINT ["/usr/bin/python3.11"]' \
+            - "$DISTROLESS_IMAGE" >/dev/null || die "docker import of $DISTROLESS_IMAGE failed"
+    rm -rf "$work"
+    trap - EXIT
+    image_ready "$DISTROLESS_IMAGE" "$comment" || die "$DISTROLESS_IMAGE is not in the image store after docker import"
+}
+
 build_image "$BASE_IMAGE" "$BASE_PACKAGES"
 build_image "$FINAL_IMAGE" "$FINAL_PACKAGES"
+build_distroless
