@@ -17,7 +17,7 @@ import pytest
 from tests.site_builder import install_dist, make_site
 from venvprune.verify.archive import probe_archive
 from venvprune.verify.checks import build_checks
-from venvprune.verify.probe import discovery, pool, tasks
+from venvprune.verify.probe import discovery, judge, pool, tasks
 
 
 def elf_header(e_type: int = 3, interp: bool = False, machine: int = 62) -> bytes:
@@ -114,14 +114,19 @@ def test_entry_points_split_at_the_last_dot_and_skip_missing_optional_hosts(
     assert not own["ok"]  # its own package is missing: a failure
     attr = tasks.run_task({"id": "e", "kind": "entry_point", "value": "json:no_such_attribute"})
     assert not attr["ok"] and attr["error"].startswith("AttributeError")
-    # A plugin for a host that is not installed (pytest11 without pytest) is skipped, not failed.
+    assert not own.get("optional_missing") and not missing.get("optional_missing")
+    # A plugin for a host that is not installed (pytest11 without pytest) needs it: not a pass, and the judge
+    # fails it only when it passed before.
     (tmp_path / "plugin_for_absent_host.py").write_text("import venvprune_absent_host\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    skipped = tasks.run_task({"id": "f", "kind": "entry_point", "value": "plugin_for_absent_host:Plugin"})
-    assert skipped["ok"]
-    assert skipped["value"] == {
-        "skipped": "needs venvprune_absent_host, which is not installed (an optional dependency)"
-    }
+    needs = tasks.run_task({"id": "f", "kind": "entry_point", "value": "plugin_for_absent_host:Plugin"})
+    assert not needs["ok"] and needs["optional_missing"] == "venvprune_absent_host"
+    assert needs["error"].startswith("needs venvprune_absent_host, not installed (an optional dependency)")
+    task = {"id": "f", "kind": "entry_point"}
+    assert judge.verdict(task, needs, None) == judge.verdict(task, needs, judge.NOT_RUN) == judge.NOT_RUN
+    assert judge.verdict(task, needs, judge.PASS) == judge.FAIL
+    assert judge.verdict({**task, "explicit": True}, needs, None) == judge.FAIL
+    assert judge.record(needs)["state"] == judge.NOT_RUN
 
 
 def test_an_entry_point_naming_a_submodule_imports_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,3 +246,39 @@ def test_imports_run_isolated_with_no_ca_bundle_override_and_scratch_home(
     )
     result = run(modules, tmp_path, ["hygiene"])["hygiene"]
     assert result["ok"], result
+
+
+def test_a_metadata_check_reads_the_metadata_again_before_it_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Healing restores a RECORD and checks again in the same worker: an answer read before the restore is stale
+    (it once made healing restore every change of the venv for one distribution's metadata)."""
+    site = make_site(tmp_path)
+    dist_info = install_dist(site, "healme", {"healme/__init__.py": ""}, top_level="healme\n")
+    top_level = dist_info / "top_level.txt"
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(tasks, "_PACKAGES", {})
+    task = {"id": "m", "kind": "metadata", "dist": "healme"}
+    top_level.write_text("other\n")  # a rewrite that lost the name
+    assert tasks.run_task(task)["value"] == {"version": "1.0", "packages": ["other"]}
+    top_level.write_text("healme\n")  # what the restore brings back
+    again = tasks.run_task({**task, "expect": {"version": "1.0", "packages": ["healme"]}})
+    assert again["ok"], again
+    top_level.write_text("other\n")
+    tasks._PACKAGES.clear()  # another worker: what it reads first is what is on disk
+    lost = tasks.run_task({**task, "expect": {"version": "1.0", "packages": ["healme", "__pycache__", "gone"]}})
+    assert not lost["ok"] and "no longer maps healme to healme" in lost["error"], lost
+
+
+def test_an_entry_point_of_an_extra_that_is_not_installed_needs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = make_site(tmp_path)
+    module = "raise ImportError('the web server needs daemonx[d]')\n"
+    install_dist(site, "daemonx", {"daemonx.py": module}, requires=("venvprune-absent-web>=1; extra == 'd'",))
+    monkeypatch.syspath_prepend(str(site))
+    task = {"id": "e", "kind": "entry_point", "value": "daemonx:main [d]", "distributions": ["daemonx"]}
+    needs = tasks.run_task(task)
+    assert needs["optional_missing"] == "venvprune-absent-web (its [d] extra)", needs
+    plain = tasks.run_task({**task, "value": "daemonx:main"})
+    assert not plain["ok"] and not plain.get("optional_missing")

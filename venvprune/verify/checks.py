@@ -60,6 +60,7 @@ class Result:
     attempt: str = "shared"  # the process that gave the verdict: shared, fresh (a retry group) or alone
     timed_out: bool = False
     not_run: str = ""  # why it was not run (a module it needs timed out): never a pass
+    optional_missing: str = ""  # the module it failed for that no installed distribution provides
     uses: tuple[str, ...] = field(default=(), compare=False)  # top-level names its imports asked for
     costs: Mapping[str, float] = field(default_factory=dict, compare=False)  # seconds each package took to load
     sources: tuple[str, ...] = field(default=(), compare=False)  # source files of the modules it loaded
@@ -79,6 +80,7 @@ class Result:
             attempt=str(raw.get("attempt", "shared")),
             timed_out=bool(raw.get("timed_out")),
             not_run=str(raw.get("not_run", "")),
+            optional_missing=str(raw.get("optional_missing", "")),
             uses=tuple(raw.get("uses", ())),
             costs=dict(raw.get("costs", {})),
             sources=tuple(raw.get("sources", ())),
@@ -91,7 +93,13 @@ class Result:
 
     def as_probe(self) -> dict[str, Any]:
         """The fields the probe's judge reads."""
-        return {"ok": self.ok, "error": self.error, "timed_out": self.timed_out, "not_run": self.not_run}
+        return {
+            "ok": self.ok,
+            "error": self.error,
+            "timed_out": self.timed_out,
+            "not_run": self.not_run,
+            "optional_missing": self.optional_missing,
+        }
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ manifest the prune wrote -- or, with no record, judged on its own:
 * it passes: ``pass``;
 * it could not run (a module it needs timed out in this run): ``not run`` -- never a pass;
 * the user's own checks (``--check-module``, ``--smoke``) are assertions: failing is ``fail``, whatever the record;
+* it needs a module that no installed distribution provides (an optional dependency, an extra): ``not run``,
+  "needs X, not installed" -- unless it passed before: then what it needs went missing since, ``fail``;
 * it failed before too: ``not blamed`` -- the change did not break it; reported, and a failure only with
   ``--strict``;
 * it could not run before and times out now: ``not run`` again;
@@ -20,6 +22,7 @@ import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 PASS, FAIL, NOT_BLAMED, NOT_RUN = "pass", "fail", "not blamed", "not run"
+NEEDS_OPTIONAL = "needs optional"  # a state, not a verdict: failed for want of a module nothing installed provides
 Task = Dict[str, Any]
 Result = Dict[str, Any]
 
@@ -27,12 +30,14 @@ _MISSING_LIBRARY = re.compile(r"([\w.+-]+\.so[\w.]*): cannot open shared object 
 
 
 def state(result: Optional[Result]) -> str:
-    """``pass``, ``fail``, ``timeout`` or ``not run``: what one run of a check said."""
+    """``pass``, ``fail``, ``timeout``, ``not run`` or ``needs optional``: what one run of a check said."""
     if result is None or result.get("not_run"):
         return NOT_RUN
     if result.get("ok"):
         return PASS
-    return "timeout" if result.get("timed_out") else FAIL
+    if result.get("timed_out"):
+        return "timeout"
+    return NEEDS_OPTIONAL if result.get("optional_missing") else FAIL
 
 
 def record(result: Optional[Result]) -> Dict[str, str]:
@@ -41,7 +46,7 @@ def record(result: Optional[Result]) -> Dict[str, str]:
     if now == PASS:
         return {"state": PASS}
     error = str((result or {}).get("error") or "no result")
-    return {"state": NOT_RUN if now in (NOT_RUN, "timeout") else FAIL, "error": error}
+    return {"state": NOT_RUN if now in (NOT_RUN, "timeout", NEEDS_OPTIONAL) else FAIL, "error": error}
 
 
 def verdict(task: Task, result: Optional[Result], recorded: Optional[str]) -> str:
@@ -51,6 +56,9 @@ def verdict(task: Task, result: Optional[Result], recorded: Optional[str]) -> st
         return now
     if task.get("explicit") or task.get("kind") == "smoke":
         return FAIL
+    if now == NEEDS_OPTIONAL:
+        # Passed before: what it needs was there then (setuptools' pkg_resources, before --profile max).
+        return FAIL if recorded == PASS else NOT_RUN
     if recorded == FAIL:
         return NOT_BLAMED
     if recorded == NOT_RUN and now == "timeout":

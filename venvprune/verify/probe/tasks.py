@@ -25,6 +25,8 @@ Result = Dict[str, Any]
 _PATH_IN_TEXT = re.compile(r"(/[^\s'\":,()\[\]]+)")
 _SONAME_IN_TEXT = re.compile(r"\b([\w.+-]+\.so(?:\.[\w.]+)?)\b")
 _MODULE_IN_TEXT = re.compile(r"No module named '([\w.]+)'")
+# packages_distributions() of this process, read once: import name -> distributions.
+_PACKAGES: Dict[str, List[str]] = {}
 
 
 def run_task(task: Task) -> Result:
@@ -38,6 +40,13 @@ def run_task(task: Task) -> Result:
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from an import are that import's failure
         result.update(describe_exception(exc))
         result["ok"] = False
+        missing = _missing_optional(task, exc)
+        if missing:
+            # Not a pass, and not a failure on its own: the judge fails it when it passed before (a regression).
+            result["optional_missing"] = missing
+            result["error"] = _one_line(
+                "needs %s, not installed (an optional dependency): %s" % (missing, result["error"])
+            )
     result["seconds"] = round(time.perf_counter() - started, 4)
     return result
 
@@ -49,34 +58,106 @@ def _import(task: Task) -> None:
     return None
 
 
-def _entry_point(task: Task) -> Optional[Dict[str, str]]:
+def _entry_point(task: Task) -> None:
     """Load an entry point the way its consumers do (``module:attr.attr [extras]``); never call it.
 
-    An entry point may need an extra that is not installed (``pytest11`` plugins in a venv without pytest): when
-    the module it cannot find belongs to nothing installed, the entry point is skipped, not failed.
+    An entry point may need an optional dependency that is not installed (``pytest11`` plugins in a venv without
+    pytest, a console script of an extra): :func:`_missing_optional` says so for every check kind alike.
     """
     import importlib
-    import importlib.util
 
-    value = re.sub(r"\[.*\]\s*$", "", task["value"]).strip()
-    module_name, colon, attrs = (part.strip() for part in value.partition(":"))
+    module_name, colon, attrs = _entry_point_parts(task["value"])[:3]
     try:
-        try:
-            target: Any = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if colon or "." not in module_name or exc.name != module_name:
-                raise
-            # "package.Class" without a colon: consumers such as fsspec split at the last dot.
-            module_name, _, attrs = module_name.rpartition(".")
-            target = importlib.import_module(module_name)
+        target: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        top = (exc.name or "").split(".")[0]
-        if top and top != module_name.split(".")[0] and importlib.util.find_spec(top) is None:
-            return {"skipped": "needs %s, which is not installed (an optional dependency)" % top}
-        raise
+        if colon or "." not in module_name or exc.name != module_name:
+            raise
+        # "package.Class" without a colon: consumers such as fsspec split at the last dot.
+        module_name, _, attrs = module_name.rpartition(".")
+        target = importlib.import_module(module_name)
     for attr in filter(None, attrs.split(".")):
         target = _attribute(target, attr)
     return None
+
+
+def _entry_point_parts(value: str) -> Tuple[str, str, str, List[str]]:
+    """``module``, ``:``, ``attr.attr`` and the extras of ``module:attr.attr [extra, extra]``."""
+    extras = re.search(r"\[(.*)\]\s*$", value)
+    names = [e.strip() for e in extras.group(1).split(",") if e.strip()] if extras else []
+    value = value[: extras.start()] if extras else value
+    module_name, colon, attrs = (part.strip() for part in value.strip().partition(":"))
+    return module_name, colon, attrs, names
+
+
+def _missing_optional(task: Task, exc: BaseException) -> Optional[str]:
+    """What an import or entry point check failed for, when that is an optional dependency that is not installed.
+
+    That is: the error is an ImportError, raised for (or, re-raised with advice, after: blackd) a module that no
+    installed distribution provides and that is not the check's own; or the entry point names an extra
+    (``blackd = blackd:patched_main [d]``) whose requirements are not installed. A module that a distribution
+    still claims, or the check's own, is missing because something broke, never optional.
+    """
+    if task.get("kind") not in ("import", "entry_point") or not isinstance(exc, ImportError):
+        return None
+    own = (task.get("name") or _entry_point_parts(task.get("value", ""))[0]).split(".")[0]
+    current: Optional[BaseException] = exc
+    seen: Set[int] = set()
+    while isinstance(current, ImportError) and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ModuleNotFoundError) and current.name:
+            top = current.name.split(".")[0]
+            if top != own and not _provided(top):
+                return top
+            break
+        current = current.__cause__ or current.__context__
+    if task.get("kind") == "entry_point":
+        missing = _extra_requirements_missing(task)
+        if missing:
+            return "%s (its [%s] extra)" % (", ".join(missing), ", ".join(_entry_point_parts(task["value"])[3]))
+    return None
+
+
+def _provided(top: str) -> bool:
+    """Whether a top-level module of this name can be found, or an installed distribution claims it."""
+    if _importable(top):
+        return True
+    if not _PACKAGES:
+        _PACKAGES.update(packages_distributions())
+    return top in _PACKAGES
+
+
+def _importable(top: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):  # a module in sys.modules without a spec: it is there
+        return True
+
+
+def _extra_requirements_missing(task: Task) -> List[str]:
+    """The requirements of the entry point's extras that are not installed (``Requires-Dist: x; extra == "d"``)."""
+    import importlib.metadata
+
+    extras = {canonical_name(e) for e in _entry_point_parts(task.get("value", ""))[3]}
+    if not extras or not task.get("distributions"):
+        return []
+    try:
+        requires = importlib.metadata.distribution(task["distributions"][0]).requires or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    missing = []
+    for requirement in requires:
+        name, _, marker = requirement.partition(";")
+        wanted = {canonical_name(e) for e in re.findall(r"extra\s*==\s*[\"']([^\"']+)[\"']", marker)}
+        project = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", name)
+        if not project or extras.isdisjoint(wanted):
+            continue
+        try:
+            importlib.metadata.distribution(project.group(1))
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(project.group(1))
+    return sorted(set(missing))
 
 
 def _attribute(target: Any, attr: str) -> Any:
@@ -162,33 +243,66 @@ def _dlopen(task: Task) -> None:
     return None
 
 
-_PACKAGES: Dict[str, List[str]] = {}
-
-
 def _metadata(task: Task) -> Dict[str, Any]:
-    """``importlib.metadata.version()`` answers, and ``packages_distributions()`` maps the same names to it."""
-    import importlib.metadata
+    """``importlib.metadata.version()`` answers, and ``packages_distributions()`` still maps each import name that
+    still imports to it.
+
+    Only import names are compared, never what a prune may legitimately change: Python 3.12+ infers the names of
+    a distribution without ``top_level.txt`` from RECORD, so ``__pycache__/x.pyc`` makes a name ``__pycache__``
+    that goes with the bytecode; a name whose module the prune removed (a top-level ``tests``) no longer imports,
+    and its import check judges that.
+    """
+    import importlib
 
     name = task["dist"]
+    expect = task.get("expect")
+    value = _metadata_of(name, fresh=False)
+    if expect is not None and _metadata_lost(value, expect):
+        # Read again: this worker read the metadata before healing restored a RECORD (the answer is cached).
+        importlib.invalidate_caches()
+        value = _metadata_of(name, fresh=True)
+    if expect is None:
+        return value
+    if value["version"] != expect.get("version"):
+        raise LookupError(
+            "importlib.metadata.version(%r) is %r, was %r" % (name, value["version"], expect.get("version"))
+        )
+    lost = _metadata_lost(value, expect)
+    if lost:
+        raise LookupError(
+            "packages_distributions() no longer maps %s to %s, which still import%s (maps %s now)"
+            % (", ".join(lost), name, "s" if len(lost) == 1 else "", value["packages"])
+        )
+    return value
+
+
+def _metadata_of(name: str, fresh: bool) -> Dict[str, Any]:
+    import importlib.metadata
+
     version = importlib.metadata.version(name)
     if version is None:
         raise LookupError("importlib.metadata.version(%r) returned None: METADATA is unreadable" % name)
-    if not _PACKAGES:
+    if fresh or not _PACKAGES:
+        _PACKAGES.clear()
         _PACKAGES.update(packages_distributions())
     wanted = canonical_name(name)
-    names = sorted(k for k, dists in _PACKAGES.items() if any(canonical_name(d) == wanted for d in dists))
-    value = {"version": version, "packages": names}
-    expect = task.get("expect")
-    if expect is not None and value != expect:
-        if version != expect.get("version"):
-            raise LookupError("importlib.metadata.version(%r) is %r, was %r" % (name, version, expect.get("version")))
-        lost = sorted(set(expect.get("packages", [])) - set(names))
-        gained = sorted(set(names) - set(expect.get("packages", [])))
-        raise LookupError(
-            "packages_distributions() maps %s to %s now, was %s (lost: %s, new: %s)"
-            % (name, names, expect.get("packages"), lost or "none", gained or "none")
-        )
-    return value
+    names = sorted(
+        k for k, dists in _PACKAGES.items() if _import_name(k) and any(canonical_name(d) == wanted for d in dists)
+    )
+    return {"version": version, "packages": names}
+
+
+def _metadata_lost(value: Dict[str, Any], expect: Dict[str, Any]) -> List[str]:
+    """What the answer lost that matters: the version, or import names that still import."""
+    if value["version"] != expect.get("version"):
+        return ["version %s" % expect.get("version")]
+    lost = set(expect.get("packages", [])) - set(value["packages"])
+    return sorted(n for n in lost if _import_name(n) and _importable(n))
+
+
+def _import_name(name: str) -> bool:
+    """A name ``import`` can take: not ``__pycache__``, which Python 3.12+ infers from bytecode in RECORD."""
+    return name.isidentifier() and name != "__pycache__"
 
 
 def packages_distributions() -> Dict[str, List[str]]:
@@ -209,11 +323,14 @@ def packages_distributions() -> Dict[str, List[str]]:
 
 
 def _top_name(rel: str) -> str:
+    """The import name a RECORD path gives, from code only: a bytecode file or folder names none."""
+    import importlib.machinery
+
     parts = rel.split("/")
-    if parts[0] == "..":
+    if not rel.endswith((".py", *importlib.machinery.EXTENSION_SUFFIXES)):
         return ""
-    name = parts[0] if len(parts) > 1 else parts[0].partition(".")[0] if rel.endswith(".py") else ""
-    return name if name.isidentifier() else ""
+    name = parts[0] if len(parts) > 1 else parts[0].partition(".")[0]
+    return name if _import_name(name) else ""
 
 
 def _compile(task: Task) -> Dict[str, float]:
