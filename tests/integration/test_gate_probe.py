@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
 
+from tests import elf_helpers
 from tests.venv_builder import final_stage_check, make_venv, prune_json, run, site_packages
 from tests.wheel_builder import build_wheel
 
@@ -190,3 +192,50 @@ def test_the_prune_heals_a_console_script_needing_an_uninstalled_installer(tmp_p
     assert script_runs.returncode == 0, "the prune broke the console script and passed"
     assert (site_packages(venv) / "pkg_resources" / "__init__.py").is_file()
     assert final_stage_check(venv).returncode == 0
+
+
+def test_an_extension_loaded_only_when_its_system_library_is_there_is_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """numba's ``tbbpool`` (libtbb.so.12), cupy's CUDA modules: an extension module the package loads only when an
+    optional system library is installed. Without the library every program works, so a venv never pruned is not
+    failed; once a prune recorded that the extension loaded, losing its library is a failure (the final image
+    that lacks what the builder had)."""
+    build = tmp_path / "build"
+    build.mkdir()
+    library = elf_helpers.shared_library(build, "libvpmissing.so")
+    include = sysconfig.get_paths()["include"]
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    extension = elf_helpers.gcc(
+        build,
+        elf_helpers.EXTENSION_SOURCE,
+        "_vpext" + suffix,
+        "-shared",
+        "-fPIC",
+        f"-I{include}",
+        f"-L{build}",
+        "-Wl,--no-as-needed",
+        "-lvpmissing",
+    )
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    files: dict[str, str | bytes] = {"lazyext/__init__.py": "", f"lazyext/_vpext{suffix}": extension.read_bytes()}
+    wheel = build_wheel(wheels, "lazyext", files)
+
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [wheel])
+    code, out, _ = run("check", str(venv))
+    assert code == 0, out
+    assert lines_starting(out, "FAILED") == [], out
+    assert any("needs libvpmissing.so, not installed" in line for line in lines_starting(out, "not run")), out
+
+    # The builder had the library (here: in a folder on LD_LIBRARY_PATH); the final image has not.
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(library.parent))
+    code, report, err = prune_json(str(venv))
+    monkeypatch.delenv("LD_LIBRARY_PATH")
+    assert code == 0, err
+    assert report["verification"]["not_run"] == [], report["verification"]
+    code, out, _ = run("check", str(venv))
+    assert code == 1, out
+    assert any("libvpmissing.so" in line for line in lines_starting(out, "FAILED")), out
+    final = final_stage_check(venv)
+    assert final.returncode == 1, final.stdout

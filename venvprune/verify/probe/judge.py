@@ -26,7 +26,7 @@ NEEDS_OPTIONAL = "needs optional"  # a state, not a verdict: failed for want of 
 Task = Dict[str, Any]
 Result = Dict[str, Any]
 
-_MISSING_LIBRARY = re.compile(r"([\w.+-]+\.so[\w.]*): cannot open shared object file")
+MISSING_LIBRARY = re.compile(r"([\w.+-]+\.so[\w.]*): cannot open shared object file")
 
 
 def state(result: Optional[Result]) -> str:
@@ -110,7 +110,7 @@ def mostly_failing(
     if not tasks or 2 * len(failing) <= len(tasks):
         return None
     timeouts = sum(1 for r in failing if state(r) in ("timeout", NOT_RUN))
-    missing = sorted({m for r in failing for m in _MISSING_LIBRARY.findall(str((r or {}).get("error", "")))})
+    missing = sorted({m for r in failing for m in MISSING_LIBRARY.findall(str((r or {}).get("error", "")))})
     head = "%d of %d checks do not pass%s" % (len(failing), len(tasks), when)
     if 2 * timeouts >= len(failing):
         return "%s: the timeout is likely too short (--timeout %g; %d timed out or could not run)" % (

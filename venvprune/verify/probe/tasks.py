@@ -17,6 +17,7 @@ import traceback
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from .discovery import canonical_name
+from .judge import MISSING_LIBRARY
 
 Task = Dict[str, Any]
 Result = Dict[str, Any]
@@ -97,6 +98,8 @@ def _missing_optional(task: Task, exc: BaseException) -> Optional[str]:
     (``blackd = blackd:patched_main [d]``) whose requirements are not installed. A module that a distribution
     still claims, or the check's own, is missing because something broke, never optional.
     """
+    if task.get("kind") == "dlopen":
+        return _missing_system_library(task, exc)
     if task.get("kind") not in ("import", "entry_point") or not isinstance(exc, ImportError):
         return None
     own = (task.get("name") or _entry_point_parts(task.get("value", ""))[0]).split(".")[0]
@@ -115,6 +118,21 @@ def _missing_optional(task: Task, exc: BaseException) -> Optional[str]:
         if missing:
             return "%s (its [%s] extra)" % (", ".join(missing), ", ".join(_entry_point_parts(task["value"])[3]))
     return None
+
+
+def _missing_system_library(task: Task, exc: BaseException) -> Optional[str]:
+    """The library a dlopen check failed for, when the venv does not ship it: a system library that is not installed.
+
+    Packages load such extensions only when the library is there (numba's ``tbbpool`` and ``libtbb.so.12``, cupy's
+    CUDA modules): on its own that is not a failure. An extension the package loads at import fails its import
+    check, and one that loaded when the venv was pruned fails here (the judge). A library the venv ships (in the
+    extension's closure) that cannot be opened is broken, never optional.
+    """
+    found = MISSING_LIBRARY.search(str(exc)) if isinstance(exc, OSError) else None
+    if found is None:
+        return None
+    shipped = {os.path.basename(path) for path in task.get("needs", ())}
+    return None if found.group(1) in shipped else found.group(1)
 
 
 def _provided(top: str) -> bool:
