@@ -100,8 +100,12 @@ def prune_json(*args: str) -> tuple[int, dict[str, Any], str]:
     return code, report, err
 
 
-def final_stage_check(venv: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def final_stage_check(
+    venv: Path, *args: str, cwd: Path | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -B .venvprune/check.py`` as the README's final stage runs it."""
     checker = venv / ".venvprune" / "check.py"
     python = str(venv / "bin" / "python")
-    return subprocess.run([python, "-B", str(checker), *args], capture_output=True, text=True, cwd=cwd or venv)
+    return subprocess.run(
+        [python, "-B", str(checker), *args], capture_output=True, text=True, cwd=cwd or venv, timeout=timeout
+    )

@@ -80,6 +80,7 @@ class VerificationRow:
     checks_passed: int
     rerun: int | None  # checks repeated after pruning; the others could not be affected
     unrecorded: int  # checks of the manifest without a verified record: judged on their own
+    changed_since_prune: tuple[str, ...]  # distributions installed, upgraded or removed since: judged on their own
     failures: tuple[str, ...]  # what fails the run: regressions that could not be healed, the user's own checks
     pre_existing: tuple[str, ...]  # failing before as well: reported, not blamed
     not_run: tuple[str, ...]  # could not be run: never a pass
@@ -373,6 +374,7 @@ def verification_row(v: VerifyOutcome, target: Target) -> VerificationRow:
         checks_passed=v.checks_passed,
         rerun=v.rerun,
         unrecorded=v.unrecorded,
+        changed_since_prune=v.changed_since_prune,
         failures=v.failures,
         pre_existing=v.pre_existing,
         not_run=v.not_run,

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from venvprune.report.grouping import actions_by_category, kept_groups, top_distributions
 from venvprune.report.model import CheckReport, Report, UnusedLibraryRow, human_bytes
 from venvprune.verify.probe import judge
+from venvprune.verify.probe.checklist import changed_line
 
 SHOWN = 10  # lines of one kind (not blamed, not run, unused libraries) the text shows; --json has them all
 
@@ -248,7 +249,9 @@ def render_check_text(report: CheckReport, quiet: bool = False) -> str:
     lines: list[str] = []
     if not quiet and verification.compared_with == "nothing":
         lines.append(f"venvprune check: no manifest of a prune in {report.target}: each check is judged on its own")
-    elif not quiet and verification.unrecorded:
+    if not quiet and verification.changed_since_prune:
+        lines.append(f"venvprune check: {changed_line(verification.changed_since_prune)}")
+    if not quiet and verification.compared_with != "nothing" and verification.unrecorded:
         lines.append(
             f"venvprune check: {verification.unrecorded} checks were not verified when the venv was pruned "
             "(--no-verify, or added since): each is judged on its own"

@@ -113,9 +113,12 @@ class Discovery:
     found: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # the probe's answer
 
     @property
-    def versions(self) -> dict[str, str]:
-        """Canonical distribution name -> version."""
-        return {check.distributions[0]: str(check.task["version"]) for check in self._metadata()}
+    def versions(self) -> dict[str, str | None]:
+        """Canonical distribution name -> version (None: its metadata cannot be read)."""
+        return {
+            check.distributions[0]: None if check.task["version"] is None else str(check.task["version"])
+            for check in self._metadata()
+        }
 
     @property
     def requires(self) -> dict[str, tuple[str, ...]]:

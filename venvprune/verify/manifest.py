@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from venvprune import __version__
+from venvprune.errors import UsageError
 from venvprune.plan import Action, ActionKind
 from venvprune.target import MANIFEST_DIR_NAME, Target
 from venvprune.verify.archive import probe_archive
@@ -29,12 +30,15 @@ from venvprune.verify.changes import Transaction
 from venvprune.verify.checks import Check, Discovery, Result
 from venvprune.verify.outcome import Healed
 from venvprune.verify.probe import MANIFEST_FORMAT, MANIFEST_NAME, judge
-from venvprune.verify.probe.checker import ManifestError, read_manifest
-from venvprune.verify.probe.checklist import relative
+from venvprune.verify.probe.checker import ManifestError, ManifestFormatError, read_manifest
+from venvprune.verify.probe.checklist import relative, unchanged
 
 CHECKER_NAME = "check.py"
 _KINDS = ("import", "entry_point", "dlopen", "metadata")
-_TASK_KEYS = ("id", "kind", "bundle", "distributions", "name", "value", "dist", "path", "needs", "explicit")
+_TASK_KEYS = (
+    *("id", "kind", "bundle", "distributions", "name", "value", "dist", "path", "needs", "explicit"),
+    "unreadable",  # why a metadata check's distribution could not be read
+)
 
 
 def manifest_dir(target: Target) -> Path:
@@ -96,7 +100,7 @@ def manifest_bytes(
 
 
 def _restorations(
-    target: Target, restored: Sequence[Healed], previous: Mapping[str, Any] | None, versions: Mapping[str, str]
+    target: Target, restored: Sequence[Healed], previous: Mapping[str, Any] | None, versions: Mapping[str, str | None]
 ) -> list[dict[str, Any]]:
     """What verification restored, relative to the target root: this run's, and an earlier run's that still hold."""
     entries = {
@@ -134,15 +138,17 @@ def restored_before(target: Target, versions: Mapping[str, str | None]) -> dict[
     return {target.root / rel: str(entry["reason"]) for rel, entry in held.items()}
 
 
-def _carried_records(previous: Mapping[str, Any] | None, versions: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """The records of *previous* whose distributions all have the version they had then."""
+def _carried_records(
+    previous: Mapping[str, Any] | None, versions: Mapping[str, str | None]
+) -> dict[str, dict[str, Any]]:
+    """The records of *previous* whose distributions all have the version they had then (the rule ``check`` and
+    ``check.py`` apply: :func:`~venvprune.verify.probe.checklist.unchanged`)."""
     if not previous:
         return {}
-    then = previous.get("distributions", {})
+    then = dict(previous.get("distributions", {}))
     carried: dict[str, dict[str, Any]] = {}
     for entry in previous.get("checks", ()):
-        owners = entry.get("distributions", ())
-        if "recorded" in entry and all(then.get(d) is not None and then.get(d) == versions.get(d) for d in owners):
+        if "recorded" in entry and unchanged(entry.get("distributions", ()), then, dict(versions)):
             carried[entry["id"]] = {k: entry[k] for k in ("recorded", "expect") if k in entry}
     return carried
 
@@ -152,15 +158,28 @@ def unrecorded(content: bytes) -> int:
     return sum(1 for entry in json.loads(content)["checks"] if "recorded" not in entry)
 
 
-def previous_manifest(target: Target) -> dict[str, Any] | None:
-    """The manifest an earlier prune wrote, when there is a readable one of this format."""
+class UnreadableManifest(UsageError):
+    """An earlier manifest that cannot be read: neither checked against nor replaced blindly (exit 2)."""
+
+
+def previous_manifest(target: Target, *, other_format_ok: bool = True) -> dict[str, Any] | None:
+    """The manifest an earlier prune wrote; None when there is none.
+
+    One of another format (another venvprune's) is None for a prune, which replaces it (*other_format_ok*), and an
+    error for ``check``, as for ``check.py``. One that cannot be read is an error for both, naming it: it records
+    what an earlier verification restored, and ``check`` cannot say what it would have compared with.
+    """
     path = manifest_dir(target) / MANIFEST_NAME
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
     try:
         return read_manifest(str(path))
-    except ManifestError:
-        return None
+    except ManifestFormatError as exc:
+        if other_format_ok:
+            return None
+        raise UnreadableManifest(str(exc)) from exc
+    except ManifestError as exc:
+        raise UnreadableManifest(str(exc)) from exc
 
 
 def checker_bytes(target: Target) -> bytes:

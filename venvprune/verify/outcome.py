@@ -60,6 +60,7 @@ class VerifyOutcome:
     refused: str | None = None  # why the prune did not start: the checks before pruning said no
     rerun: int | None = None  # checks repeated after pruning (the rest could not be affected)
     unrecorded: int = 0  # checks of a manifest written without verification: judged on their own
+    changed_since_prune: tuple[str, ...] = ()  # distributions installed, upgraded or removed since the manifest
     likely_cause: str | None = None  # when most checks do not pass: why that is likely
     import_seconds_before: float | None = None
     import_seconds_after: float | None = None

@@ -18,7 +18,7 @@ from venvprune.verify.checks import Check, smoke_check
 from venvprune.verify.compare import compare
 from venvprune.verify.outcome import VerifyOptions, VerifyOutcome, outcome_of, unused
 from venvprune.verify.probe import judge
-from venvprune.verify.probe.checklist import with_records
+from venvprune.verify.probe.checklist import changed_since, with_records
 
 if TYPE_CHECKING:
     from venvprune.target import Target
@@ -26,10 +26,11 @@ if TYPE_CHECKING:
 
 def run_check(target: Target, options: VerifyOptions) -> VerifyOutcome:
     """The checks of the venv as it is, against the manifest of its last prune when there is one."""
-    previous = manifest.previous_manifest(target)
+    previous = manifest.previous_manifest(target, other_format_ok=False)
     with runner_for(target, options, "") as runner:
         discovery = runner.discover(options.check_modules)
-        tasks = with_records([dict(c.task) for c in discovery.checks], previous, str(target.root))
+        found = dict(discovery.found)
+        tasks = with_records([dict(c.task) for c in discovery.checks], previous, str(target.root), found)
         checks = [Check.from_task(t) for t in tasks] + [smoke_check(command) for command in options.smoke]
         results = runner.run(checks)
     recorded = judge.recorded_states(tasks)
@@ -43,6 +44,7 @@ def run_check(target: Target, options: VerifyOptions) -> VerifyOutcome:
         compared_with="manifest" if previous is not None else "nothing",
         unused_libraries=unused(discovery.found, results.values()),
         unrecorded=sum(1 for t in tasks if not t.get("recorded")) if previous is not None else 0,
+        changed_since_prune=tuple(changed_since(previous, found)),
         likely_cause=cause,
     )
 

@@ -17,25 +17,38 @@ import tempfile
 from typing import Any, Dict, List
 
 from . import MANIFEST_FORMAT, MANIFEST_NAME
-from .checklist import Task, checklist, unused_libraries, with_records
+from .checklist import Task, changed_line, changed_since, checklist, unused_libraries, with_records
 from .discovery import discover
 from .judge import judge, recorded_states, report_lines, summary
+from .loader import open_regular
 from .pool import run_tasks
+
+MAX_TIMEOUT = 24 * 3600  # seconds; as venvprune's own --timeout
 
 
 class ManifestError(Exception):
     """The manifest cannot be read: the checker cannot say anything about this venv."""
 
 
+class ManifestFormatError(ManifestError):
+    """The manifest is another venvprune's, of another format: a prune replaces it."""
+
+
 def read_manifest(path: str) -> Dict[str, Any]:
+    """The manifest at *path*; ManifestError, one line naming it and what to do, when it cannot be read."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            manifest = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise ManifestError("cannot read %s: %s" % (path, exc)) from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
+        with open_regular(path) as handle:  # a FIFO would block the checker forever
+            manifest = json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: JSON or UTF-8 (truncated by a failed COPY, edited)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ManifestError(
+            "cannot read %s (%s): remove it and prune the venv again to write a new one" % (path, reason)
+        ) from exc
+    if not isinstance(manifest, dict):
+        raise ManifestError("%s is not a venvprune manifest: remove it and prune the venv again" % path)
+    if manifest.get("format") != MANIFEST_FORMAT:
+        found = manifest.get("format")
+        raise ManifestFormatError(
             "%s: format %r is not one this checker reads (%r); prune again with this venvprune"
             % (path, found, MANIFEST_FORMAT)
         )
@@ -51,12 +64,13 @@ def check_venv(manifest_path: str, jobs: int = 0, timeout: float = 120.0, strict
     if not os.path.exists(python):
         python = sys.executable  # e.g. another layout in the final image; the workers add site_dirs to sys.path
     found = discover(site_dirs)
-    tasks = with_records(checklist(found, root), manifest, root)
+    tasks = with_records(checklist(found, root), manifest, root, found)
     results = _run(python, tasks, jobs, timeout, site_dirs)
     section = judge(tasks, results, recorded_states(tasks), strict)
     mapped = [p for r in results.values() for p in r.get("mapped", ())]
     section["unused_libraries"] = unused_libraries(found, mapped)
     section["unrecorded"] = sum(1 for t in tasks if not t.get("recorded"))
+    section["changed_since_prune"] = changed_since(manifest, found)
     section["site_dirs"] = site_dirs
     return section
 
@@ -82,11 +96,13 @@ def check_main(argv: List[str]) -> int:
     beside = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), MANIFEST_NAME)
     parser.add_argument("--manifest", default=beside)
     parser.add_argument("--jobs", type=int, default=0, help="worker processes (default: one per CPU)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per check (at least 1)")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds allowed per check (from 1 to %d)" % MAX_TIMEOUT
+    )
     parser.add_argument("--strict", action="store_true", help="fail on checks not blamed or not run, too")
     args = parser.parse_args(argv)
-    if args.timeout < 1:
-        parser.error("--timeout must be at least 1 second")
+    if not 1 <= args.timeout <= MAX_TIMEOUT:  # false for nan too; inf would never time out
+        parser.error("--timeout must be a number of seconds from 1 to %d, not %r" % (MAX_TIMEOUT, args.timeout))
     try:
         section = check_venv(args.manifest, args.jobs, args.timeout, args.strict)
     except ManifestError as exc:
@@ -97,6 +113,8 @@ def check_main(argv: List[str]) -> int:
 
 
 def print_section(section: Dict[str, Any], program: str) -> None:
+    if section.get("changed_since_prune"):
+        print(changed_line(section["changed_since_prune"]))
     unrecorded = section.get("unrecorded", 0)
     if unrecorded:
         print(

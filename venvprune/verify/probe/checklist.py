@@ -5,7 +5,8 @@ so the three check the same things under the same names. A task is a JSON object
 ``kind``, ``bundle`` (tasks of a bundle run in one worker, a module before its entry points), ``distributions``
 (canonical names of the distributions it belongs to), and what its kind needs:
 
-* ``metadata``: ``dist``, and after a prune ``expect`` (the version and import names it answered then);
+* ``metadata``: ``dist``, and after a prune ``expect`` (the version and import names it answered then); when
+  discovery could not read the distribution's metadata, ``unreadable`` says why (the check fails with it);
 * ``import``: ``name``; ``explicit`` when the user asked for it (``--check-module``): an assertion;
 * ``entry_point``: ``value`` (``module:attr``);
 * ``dlopen``: ``path`` of an extension module, and ``needs``, the bundled libraries the loader brings in for it.
@@ -49,7 +50,8 @@ def checklist(found: Dict[str, Any], root: str, check_modules: Sequence[str] = (
 
     for dist in distributions:
         check_id = "metadata %s" % dist["name"]
-        add(_task(check_id, "metadata", METADATA_BUNDLE, [dist["name"]], dist=dist["name"]))
+        unreadable = {"unreadable": dist["unreadable"]} if dist.get("unreadable") else {}
+        add(_task(check_id, "metadata", METADATA_BUNDLE, [dist["name"]], dist=dist["name"], **unreadable))
     for dist in distributions:
         for module in dist["modules"]:
             add(_task("import %s" % module, "import", module.split(".")[0], [dist["name"]], name=module))
@@ -109,13 +111,58 @@ def unused_libraries(found: Dict[str, Any], mapped: Iterable[str]) -> List[Dict[
     ]
 
 
-def with_records(tasks: List[Task], manifest: Optional[Dict[str, Any]], root: str) -> List[Task]:
+def installed_versions(found: Dict[str, Any]) -> Dict[str, Optional[str]]:
+    """Canonical distribution name -> version (None: its metadata cannot be read), as the manifest keeps them."""
+    return {canonical_name(d["name"]): d["version"] for d in found["distributions"]}
+
+
+def unchanged(owners: Iterable[str], then: Dict[str, Any], now: Dict[str, Any]) -> bool:
+    """Whether each of *owners* is installed *now* at the version it had *then* (the prune): only then does what
+    the prune recorded of a check of theirs still say something about it."""
+    return all(d in then and d in now and then[d] == now[d] for d in owners)
+
+
+def changed_since(manifest: Optional[Dict[str, Any]], found: Dict[str, Any]) -> List[str]:
+    """The distributions installed, upgraded or removed since *manifest* was written: ``six 1.16.0 -> 1.17.0``."""
+    if manifest is None:
+        return []
+    then, now = manifest.get("distributions") or {}, installed_versions(found)
+    lines = []
+    for name in sorted(set(then) | set(now)):
+        if name not in now:
+            lines.append("%s %s removed" % (name, then[name]))
+        elif name not in then:
+            lines.append("%s %s installed" % (name, now[name]))
+        elif then[name] != now[name]:
+            lines.append("%s %s -> %s" % (name, then[name], now[name]))
+    return lines
+
+
+def changed_line(changed: Sequence[str]) -> str:
+    """``changed since the prune: 2 distributions (six 1.16.0 -> 1.17.0, pip 24.0 removed): ...``."""
+    shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
+    return "changed since the prune: %d distribution%s (%s): their checks are judged on their own" % (
+        len(changed),
+        "" if len(changed) == 1 else "s",
+        shown,
+    )
+
+
+def with_records(tasks: List[Task], manifest: Optional[Dict[str, Any]], root: str, found: Dict[str, Any]) -> List[Task]:
     """*tasks*, each with what *manifest* recorded of it (``recorded``, a metadata check's ``expect``), followed by
-    the manifest's checks that were not discovered now (a package removed since: they must still pass)."""
+    the manifest's checks that were not discovered now (a module deleted since: they must still pass).
+
+    What the prune recorded applies only to the same distributions at the same versions: a check of a distribution
+    installed, upgraded or removed since is judged on its own, and the checks of one removed since are gone with it
+    (what needed it fails its own checks).
+    """
     if manifest is None:
         return tasks
+    then, now = manifest.get("distributions") or {}, installed_versions(found)
     recorded: Dict[str, Task] = {}
     for entry in manifest.get("checks", ()):
+        if not unchanged(entry.get("distributions", ()), then, now):
+            continue
         task = dict(entry)
         if task["kind"] == "dlopen":
             task["path"] = os.path.normpath(os.path.join(root, task["path"]))

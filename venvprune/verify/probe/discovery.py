@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.machinery
 import os
 import re
+import stat
 import sys
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
@@ -45,24 +46,38 @@ def discover(site_dirs: List[str]) -> Dict[str, Any]:
             if not entry.endswith((".dist-info", ".egg-info")) or not os.path.isdir(meta_dir):
                 continue
             dist = importlib.metadata.PathDistribution(pathlib.Path(meta_dir))
-            name = dist.metadata["Name"]
-            if not name:
-                continue
-            files = _installed_files(dist)
+            problem = _unreadable_metadata(meta_dir)
+            name = None
+            if problem is None:
+                try:
+                    name = dist.metadata["Name"]
+                except Exception as exc:  # whatever a damaged file makes importlib.metadata raise
+                    problem = "%s: %s: %s" % (meta_dir, type(exc).__name__, exc)
+                else:
+                    if not name:
+                        problem = "%s: %s is missing or names no distribution; reinstall it" % (
+                            meta_dir,
+                            "PKG-INFO" if entry.endswith(".egg-info") else "METADATA",
+                        )
+            readable = problem is None or not problem.endswith(_NOT_REGULAR)
+            files = _installed_files(dist) if readable else []
             for rel in files:
-                owners.setdefault(os.path.normpath(rel), name)
-            top_level = (dist.read_text("top_level.txt") or "").split()
-            distributions.append(
-                {
-                    "name": name,
-                    "version": dist.version,
-                    "metadata_dir": meta_dir,
-                    "modules": importable_modules(site_dir, files, top_level),
-                    "entry_points": sorted({(ep.group, ep.name, ep.value) for ep in dist.entry_points}),
-                    "requires": sorted({canonical_name(r) for r in map(_required_name, dist.requires or ()) if r}),
-                    "files": len(files),
-                }
-            )
+                owners.setdefault(os.path.normpath(rel), name or entry)
+            top_level = (dist.read_text("top_level.txt") or "").split() if readable else []
+            described: Dict[str, Any] = {
+                # A distribution whose metadata cannot be read is still listed, by its folder's name, so that its
+                # metadata check fails under its own name and its code is still checked.
+                "name": name or _name_of_folder(entry),
+                "version": dist.version if problem is None else None,
+                "metadata_dir": meta_dir,
+                "modules": importable_modules(site_dir, files, top_level),
+                "entry_points": _entry_points(dist) if readable else [],
+                "requires": sorted({canonical_name(r) for r in map(_required_name, _requires(dist, readable)) if r}),
+                "files": len(files),
+            }
+            if problem is not None:
+                described["unreadable"] = problem
+            distributions.append(described)
     return {
         "python": "%d.%d.%d" % sys.version_info[:3],
         "executable": sys.executable,
@@ -70,6 +85,47 @@ def discover(site_dirs: List[str]) -> Dict[str, Any]:
         "distributions": distributions,
         "libraries": _libraries(site_dirs, owners),
     }
+
+
+_NOT_REGULAR = "is not a regular file"
+# What importlib.metadata reads of a distribution: a FIFO among them would block it forever.
+_METADATA_FILES = ("METADATA", "PKG-INFO", "RECORD", "entry_points.txt", "top_level.txt", "requires.txt")
+
+
+def _unreadable_metadata(meta_dir: str) -> Optional[str]:
+    """Why the files importlib.metadata reads in *meta_dir* cannot be read safely, None when they can."""
+    for name in _METADATA_FILES:
+        path = os.path.join(meta_dir, name)
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return "%s: %s" % (path, exc.strerror or exc)
+        if not stat.S_ISREG(mode):
+            return "%s %s" % (path, _NOT_REGULAR)
+    return None
+
+
+def _name_of_folder(entry: str) -> str:
+    """``tqdm`` from ``tqdm-4.66.1.dist-info``: the name a wheel's metadata folder carries (escaped, PEP 427)."""
+    return entry.rsplit(".", 1)[0].split("-")[0]
+
+
+def _entry_points(dist: Any) -> List[Tuple[str, str, str]]:
+    try:
+        return sorted({(ep.group, ep.name, ep.value) for ep in dist.entry_points})
+    except Exception:  # a damaged entry_points.txt: its metadata check says so
+        return []
+
+
+def _requires(dist: Any, readable: bool) -> List[str]:
+    if not readable:
+        return []
+    try:
+        return list(dist.requires or ())
+    except Exception:  # damaged metadata: its metadata check says so
+        return []
 
 
 def _required_name(requirement: str) -> str:
@@ -126,7 +182,7 @@ def _module_root(
     """The shortest dotted name that imports the file *parts*: its first regular package, else the module itself."""
     dotted: List[str] = []
     for part in parts[:-1]:
-        if not part.isidentifier() or part == "__pycache__" or len(dotted) >= 3:
+        if not part.isidentifier() or part == "__pycache__":  # however deep the namespace (opentelemetry.a.b.c.d)
             return None
         dotted.append(part)
         if is_package(os.path.join(site_dir, *dotted)):
@@ -174,8 +230,11 @@ def elf_objects(site_dirs: Iterable[str]) -> Iterator[Tuple[str, loader.ElfObjec
                 if filename.endswith(_NOT_ELF_SUFFIXES):
                     continue
                 path = os.path.join(directory, filename)
-                if os.path.islink(path):
-                    continue  # listed under its own name
+                try:
+                    if not stat.S_ISREG(os.lstat(path).st_mode):
+                        continue  # a symlink is listed under its own name; a FIFO or socket is no object
+                except OSError:
+                    continue
                 stem = next((filename[: -len(s)] for s in suffixes if filename.endswith(s)), None)
                 module = stem is not None and stem.isidentifier()
                 bare = module and not any(filename.endswith(s) for s in suffixes if s != ".so")

@@ -12,7 +12,9 @@ module -- what it loads, in the order ld.so loads it -- and a library outside ev
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -25,10 +27,26 @@ _CHUNK = 1 << 20
 ElfObject = Dict[str, Any]
 
 
+def open_regular(path: str) -> Any:
+    """*path* opened for reading when it is a regular file; OSError otherwise.
+
+    Non-blocking, and checked on the descriptor: opening a FIFO (a named pipe left in a package) waits for a writer
+    forever, and a device or socket is no file of a package.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def elf_identity(path: str) -> Optional[Tuple[int, int, int]]:
     """(class, byte order, machine) of an ELF file, None when it is not one."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             header = handle.read(20)
     except OSError:
         return None
@@ -46,7 +64,7 @@ def read_object(path: str, wanted: Tuple[int, int, int], init_symbol: Optional[s
     Malformed files are not objects: nothing here raises for the bytes of a file.
     """
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             return _read_object(handle, wanted, init_symbol)
     except (OSError, struct.error, ValueError, OverflowError):
         return None

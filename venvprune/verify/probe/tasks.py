@@ -273,6 +273,8 @@ def _metadata(task: Task) -> Dict[str, Any]:
     import importlib
 
     name = task["dist"]
+    if task.get("unreadable"):  # discovery could not read it (and reading it again could hang: a FIFO)
+        raise LookupError(task["unreadable"])
     expect = task.get("expect")
     value = _metadata_of(name, fresh=False)
     if expect is not None and _metadata_lost(value, expect):
@@ -304,8 +306,9 @@ def _metadata_of(name: str, fresh: bool) -> Dict[str, Any]:
         _PACKAGES.clear()
         _PACKAGES.update(packages_distributions())
     wanted = canonical_name(name)
+    # A distribution whose metadata names nothing maps to None: its own check fails, never another's.
     names = sorted(
-        k for k, dists in _PACKAGES.items() if _import_name(k) and any(canonical_name(d) == wanted for d in dists)
+        k for k, dists in _PACKAGES.items() if _import_name(k) and any(d and canonical_name(d) == wanted for d in dists)
     )
     return {"version": version, "packages": names}
 
