@@ -3,15 +3,18 @@
 A distribution is affected when the prune changed one of its files, or when it depends on an affected one: it
 names it in ``Requires-Dist`` (any marker: a superset is safe), or one of its checks imported a module of it at
 baseline (the ``uses`` the workers record: pandas' plotting entry point imports matplotlib, which pandas does not
-require). A check is repeated when it belongs to an affected distribution, imported an affected module at
-baseline, or loads an affected library; the user's own checks and the metadata checks (one cheap pass over every
-distribution) always are. Any other check could not see the change: its baseline result stands. A changed file no
-distribution owns makes everything affected.
+require; the ``uses`` are what the check actually loaded, whatever the mechanism -- an import statement,
+``importlib.import_module``, ``EntryPoint.load()`` -- and the files of the modules it loaded count by the
+distribution that installed them). A check is repeated when it belongs to an affected distribution, loaded an
+affected module at baseline, or loads an affected library; the user's own checks and the metadata checks (one cheap
+pass over every distribution) always are. Any other check could not see the change: its baseline result stands. A
+changed file no distribution owns makes everything affected.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from venvprune.plan import Action, FileIndex
 from venvprune.scan import Inventory
@@ -31,22 +34,24 @@ def affected_checks(
         return {c.id for c in checks}
     owners = discovery.module_owners
     depends: dict[str, set[str]] = {name: set(required) for name, required in discovery.requires.items()}
+    used: dict[str, set[str]] = {}  # check id -> the distributions whose modules it loaded
     for check in checks:
         result = baseline.get(check.id)
-        used = {d for name in (result.uses if result else ()) for d in owners.get(name, ())}
+        if result is None:
+            continue
+        used[check.id] = {d for name in result.uses for d in owners.get(name, ())}
+        used[check.id].update(filter(None, (inventory.owner_of(Path(source)) for source in result.sources)))
         for dist in check.distributions:
-            depends.setdefault(dist, set()).update(used - {dist})
+            depends.setdefault(dist, set()).update(used[check.id] - {dist})
     affected = _dependants(changed, depends)
-    names = {name for name, dists in owners.items() if affected.intersection(dists)}
     selected = set()
     for check in checks:
-        result = baseline.get(check.id)
         if (
             check.explicit
             or check.kind == "metadata"
             or not check.distributions
             or affected.intersection(check.distributions)
-            or (result is not None and names.intersection(result.uses))
+            or affected.intersection(used.get(check.id, ()))
             or any(inventory.owner_of(library) in affected for library in check.needs)
         ):
             selected.add(check.id)

@@ -22,8 +22,11 @@ def worker(argv: List[str]) -> None:
     """Serve tasks until the command pipe closes, then leave at once (no atexit, no waiting for module threads).
 
     With each result go, for the pool's scheduling: ``loaded``, the top-level modules this task added to
-    ``sys.modules``; ``uses``, every top-level name an import statement asked for while it ran -- also the ones
-    already loaded, so ``import functorch`` after ``import torch`` still says it needs torch; ``costs``, the
+    ``sys.modules``; ``uses``, every top-level module the task needed, whatever the mechanism: what it added to
+    ``sys.modules`` (a plugin loaded by ``EntryPoint.load()``, a file loaded by path), and every name an import
+    statement or ``importlib.import_module`` asked for while it ran -- also the ones already loaded, so ``import
+    functorch`` after ``import torch`` still says it needs torch, and a host whose plugin another check loaded
+    first still says it needs the plugin (``--verify affected`` re-checks it when the plugin changes); ``costs``, the
     seconds each package it loaded took to load; ``sources``, the source files of the modules it loaded; and
     ``mapped``, the shared objects in site-packages it brought into the process (``ctypes.CDLL`` included), so that
     a bundled library loaded at run time is never taken for an unused one.
@@ -63,6 +66,7 @@ def worker(argv: List[str]) -> None:
             costs.setdefault(top, time.perf_counter() - started)
 
     builtins.__import__ = tracking_import
+    _track_import_module(uses)
     commands = os.fdopen(command_fd, "r", encoding="utf-8")
     for line in commands:
         task = json.loads(line)
@@ -76,7 +80,7 @@ def worker(argv: List[str]) -> None:
             after = {name.partition(".")[0] for name in list(sys.modules)}
             result["loaded"] = sorted(after - before)
             result["sources"] = _sources(set(sys.modules) - modules_before)
-            result["uses"] = sorted(uses)
+            result["uses"] = sorted(uses | _top_names(set(sys.modules) - modules_before))
             own = str(task.get("name", "")).partition(".")[0]
             if own in after - before:
                 costs[own] = result["seconds"]
@@ -88,6 +92,34 @@ def worker(argv: List[str]) -> None:
         while data:
             data = data[os.write(result_fd, data) :]
     os._exit(0)
+
+
+def _track_import_module(uses: Set[str]) -> None:
+    """Add to *uses* the top-level name of every ``importlib.import_module`` call, loaded already or not.
+
+    ``import_module`` never calls ``builtins.__import__``, and callers bind it by name (``importlib.metadata``
+    does, for ``EntryPoint.load()``), so it is followed where every version (3.8-3.13) sends it:
+    ``importlib._bootstrap._gcd_import``, looked up at each call.
+    """
+    import importlib
+
+    bootstrap: Any = getattr(importlib, "_bootstrap", None)
+    original = getattr(bootstrap, "_gcd_import", None)
+    if original is None:
+        return
+
+    def tracking_gcd_import(name: str, package: Any = None, level: int = 0) -> Any:
+        top = (package or "") if level else name  # import_module(".tests", "plug") needs plug
+        if isinstance(top, str) and top:
+            uses.add(top.partition(".")[0])
+        return original(name, package, level)
+
+    bootstrap._gcd_import = tracking_gcd_import
+
+
+def _top_names(modules: Iterable[str]) -> Set[str]:
+    """The top-level names of *modules* (names in ``sys.modules``)."""
+    return {name.partition(".")[0] for name in modules if name}
 
 
 def _mapped(site_dirs: List[str]) -> Set[str]:

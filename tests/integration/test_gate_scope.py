@@ -1,0 +1,54 @@
+"""What a check loaded, and the user's own commands (issue 9): ``--verify affected`` re-checks a host whose plugin
+changed however it loads the plugin; ``--smoke`` and ``--check-module`` see the user's folder and PYTHONPATH; what a
+smoke command leaves running never answers the next phase; dependants of a hanging import cost no timeout each.
+
+Real venvs, distributions built at test time, venvprune run as a user runs it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.site_builder import install_dist
+from tests.venv_builder import final_stage_check, make_venv, prune_json, site_packages
+
+pytestmark = pytest.mark.integration
+
+# The plugin loads its optional part by a name made at run time: no guard sees it, only the import check does.
+PLUGIN = {
+    "plug/__init__.py": "",
+    "plug/hook.py": "import importlib\n\ndef activate():\n    return importlib.import_module(__package__ + '.tests')\n",
+    "plug/tests/__init__.py": "FIXTURE = 1\n",
+    "plug/tests/test_plug.py": "def test():\n    pass\n",
+}
+
+
+def plugin_host(name: str) -> dict[str, str]:
+    """A host that loads its plugins at import through entry points, as pluggy or a plotting backend does."""
+    return {
+        f"{name}/__init__.py": "from importlib.metadata import entry_points\n"
+        "found = entry_points()\n"
+        "found = found.select(group='host.plugins') if hasattr(found, 'select') else found.get('host.plugins', [])\n"
+        "for plugin in [ep.load() for ep in found]:\n    plugin.activate()\n"
+    }
+
+
+# "apphost" runs before the plugin's own checks, "zhost" after them (with one worker, in the same process: the
+# plugin is already loaded when the host asks for it again).
+@pytest.mark.parametrize("host", ["apphost", "zhost"])
+def test_a_host_loading_a_changed_plugin_by_entry_point_is_checked_again(tmp_path: Path, host: str) -> None:
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [])
+    # Installed without bytecode: the prune changes the plugin's files only, never the host's.
+    install_dist(site_packages(venv), host, plugin_host(host))
+    install_dist(site_packages(venv), "plug", PLUGIN, entry_points="[host.plugins]\np = plug.hook\n")
+    python = str(venv / "bin" / "python")
+    subprocess.run([python, "-c", f"import {host}"], check=True)
+    code, report, err = prune_json("--jobs", "1", str(venv))
+    assert code == 0, err
+    assert "plug/tests" in [h["path"] for h in report["verification"]["healed"]]
+    assert subprocess.run([python, "-c", f"import {host}"]).returncode == 0
+    assert final_stage_check(venv).returncode == 0
