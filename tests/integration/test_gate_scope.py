@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.site_builder import install_dist
-from tests.venv_builder import final_stage_check, make_venv, prune_json, site_packages
+from tests.venv_builder import final_stage_check, make_venv, prune_json, run, site_packages
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +52,43 @@ def test_a_host_loading_a_changed_plugin_by_entry_point_is_checked_again(tmp_pat
     assert "plug/tests" in [h["path"] for h in report["verification"]["healed"]]
     assert subprocess.run([python, "-c", f"import {host}"]).returncode == 0
     assert final_stage_check(venv).returncode == 0
+
+
+@pytest.fixture
+def six_like_venv(tmp_path: Path) -> Path:
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [])
+    install_dist(site_packages(venv), "lib", {"lib/__init__.py": "VERSION = '1'\n", "lib/tests/__init__.py": ""})
+    return venv
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    """A project folder as a Dockerfile's ``WORKDIR /app`` holds it: a script and a package of its own."""
+    folder = tmp_path / "app"
+    (folder / "myapp").mkdir(parents=True)
+    (folder / "manage.py").write_text("import lib\nimport myapp\nprint('ok', lib.VERSION)\n")
+    (folder / "myapp" / "__init__.py").write_text("import lib\n")
+    return folder
+
+
+def test_a_smoke_command_runs_where_venvprune_was_started(
+    six_like_venv: Path, app: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(app)
+    code, _, err = prune_json("--smoke", "python manage.py", str(six_like_venv))
+    assert code == 0, err
+    assert final_stage_check(six_like_venv, cwd=app).returncode == 0
+
+
+@pytest.mark.parametrize("check", [("--check-module", "myapp"), ("--smoke", "python -c 'import myapp'")])
+def test_the_users_own_checks_see_their_pythonpath(
+    six_like_venv: Path, app: Path, monkeypatch: pytest.MonkeyPatch, check: tuple[str, str]
+) -> None:
+    code, out, _ = run("check", *check, str(six_like_venv))
+    assert code == 1 and "FAILED" in out, "without PYTHONPATH, myapp is not found: the check fails"
+    monkeypatch.setenv("PYTHONPATH", str(app))
+    code, _, err = prune_json(*check, str(six_like_venv))
+    assert code == 0, err
+    assert final_stage_check(six_like_venv).returncode == 0  # the final stage has its PYTHONPATH too
+    code, out, _ = run("check", *check, str(six_like_venv))
+    assert code == 0, out

@@ -132,13 +132,17 @@ class Runner:
     def _smoke(self, command: str) -> Result:
         """A user's command, through the shell, with the venv's bin first on PATH; exit status 0 is healthy.
 
+        It is the user's own assertion, so it runs as they would run it: in the folder venvprune was started in,
+        with their environment (``python manage.py`` from ``WORKDIR /app``, ``ENV PYTHONPATH=/app``). Only
+        bytecode writing is off, so that the command cannot put back the caches the prune removed.
+
         It is timed by its own exit, not by its output: the output goes to a file, so a child it detached
         (``setsid server &``) that keeps the descriptors open cannot hold the run. At the timeout, and once it
         has exited, its whole process group is killed: nothing it started in its session outlives the check.
         """
         with self._fresh_scratch("smoke") as scratch:
-            env = hygienic_environment(dict(os.environ), str(scratch))
-            env["HOME"] = os.environ.get("HOME", env["HOME"])  # the user's command may need their configuration
+            env = dict(os.environ)
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
             env["PATH"] = os.pathsep.join([str(self.interpreter.parent), os.environ.get("PATH", os.defpath)])
             env["VIRTUAL_ENV"] = str(self.root)
             started = time.monotonic()
@@ -146,7 +150,7 @@ class Runner:
                 process = subprocess.Popen(
                     command,
                     shell=True,
-                    cwd=scratch,
+                    cwd=os.getcwd(),
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=output,

@@ -99,9 +99,22 @@ def run_tasks(
     caches were removed: each module is compiled once per run, never written into the venv. Without it the
     workers run with ``-B`` and read the venv's caches as they are.
     """
-    env = hygienic_environment(dict(os.environ) if environment is None else environment, scratch)
+    base = dict(os.environ) if environment is None else environment
+    env = hygienic_environment(base, scratch)
     pool = _Pool(python, probe, max(1, jobs or _cpu_count()), timeout, site_dirs, scratch, env, pycache)
+    pool.user_place = user_place(base)
     return pool.run(tasks, weights or {}, uses or {}, costs or {})
+
+
+def user_place(environment: Dict[str, str]) -> Dict[str, Any]:
+    """Where the user's own ``python -c 'import NAME'`` finds NAME: this folder, then their ``PYTHONPATH``.
+
+    The modules a user names (``--check-module``) are looked for there, as their own command would; the automatic
+    checks stay isolated (``-I``, a scratch folder): what the venv holds, nothing else.
+    """
+    cwd = os.getcwd()
+    extra = [os.path.join(cwd, p) for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"cwd": cwd, "path": [cwd, *extra]}
 
 
 class _Pool:
@@ -134,6 +147,7 @@ class _Pool:
         self.workers: List[_Worker] = []
         self.started_critical = False
         self.selector = selectors.DefaultSelector()
+        self.user_place: Dict[str, Any] = {}
 
     def run(
         self, tasks: List[Task], weights: Dict[str, float], uses: Dict[str, List[str]], costs: Dict[str, float]
@@ -142,6 +156,11 @@ class _Pool:
         fresh: Dict[str, List[Task]] = collections.OrderedDict()
         for task in tasks:
             bundle = str(task.get("bundle") or task["id"])
+            if task.get("explicit") and self.user_place:
+                # A module the user named: found from their folder and PYTHONPATH, in a process of its own so that
+                # nothing of theirs is importable by the automatic checks.
+                fresh.setdefault("explicit " + bundle, []).append(dict(task, **self.user_place))
+                continue
             (fresh if task.get("fresh") else bundles).setdefault(bundle, []).append(task)
         self.retries.extend((FRESH, group) for group in fresh.values())
         order = sorted(bundles, key=lambda b: -weights.get(b, 0.0)) if weights else list(bundles)
