@@ -7,6 +7,8 @@ Real venvs, distributions built at test time, venvprune run as a user runs it.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +94,60 @@ def test_the_users_own_checks_see_their_pythonpath(
     assert final_stage_check(six_like_venv).returncode == 0  # the final stage has its PYTHONPATH too
     code, out, _ = run("check", *check, str(six_like_venv))
     assert code == 0, out
+
+
+# A server that loads a helper by a name made at run time (no guard sees it) and answers on a unix socket.
+SERVER = {
+    "srv/__init__.py": "",
+    "srv/tests/__init__.py": "GREETING = b'ok'\n",
+    "srv/__main__.py": """import importlib, os, socket, sys
+helper = importlib.import_module(__package__ + "." + os.environ.get("SRV_HELPER", "tests"))
+with open(sys.argv[2], "a") as pids:
+    pids.write("%d\\n" % os.getpid())
+server = socket.socket(socket.AF_UNIX)
+server.bind(sys.argv[1])
+server.listen()
+while True:
+    connection, _ = server.accept()
+    connection.sendall(helper.GREETING)
+    connection.close()
+""",
+}
+ASK_SERVER = """import socket, sys, time
+for _ in range(100):
+    try:
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(sys.argv[1])
+        sys.exit(client.recv(10) != b'ok')
+    except OSError:
+        time.sleep(0.05)
+sys.exit('no server')
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"
+    except (OSError, IndexError):
+        return False
+
+
+def test_what_a_smoke_command_started_never_answers_the_next_phase(tmp_path: Path) -> None:
+    """A server the baseline's smoke command detached (``setsid``) would run the unpruned code after pruning and
+    answer the second smoke; everything a smoke command started ends with it."""
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [])
+    install_dist(site_packages(venv), "srv", SERVER)
+    (tmp_path / "ask.py").write_text(ASK_SERVER)
+    socket_path, pids = tmp_path / "s", tmp_path / "pids"
+    server = f"setsid python -m srv {socket_path} {pids} >/dev/null 2>&1"
+    smoke = f"rm -f {socket_path}; {server} & python {tmp_path}/ask.py {socket_path}"
+    try:
+        code, _, _ = prune_json("--timeout", "20", "--smoke", smoke, str(venv))
+        started = [int(pid) for pid in pids.read_text().split()]
+        assert [pid for pid in started if alive(pid)] == [], "nothing a smoke command started outlives venvprune"
+        broken = subprocess.run([str(venv / "bin" / "python"), "-c", "import srv.__main__"], capture_output=True)
+        assert code == 1 or b"No module named 'srv.tests'" not in broken.stderr, "a broken server passed"
+    finally:
+        for pid in map(int, pids.read_text().split() if pids.exists() else ()):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

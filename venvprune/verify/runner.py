@@ -11,12 +11,15 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from venvprune.verify import reaper
 from venvprune.verify import scratch as scratch_folders
 from venvprune.verify.archive import probe_archive
 from venvprune.verify.checks import COMPILE_ID, Check, Discovery, Result, VerifyError, build_checks
@@ -138,18 +141,19 @@ class Runner:
 
         It is timed by its own exit, not by its output: the output goes to a file, so a child it detached
         (``setsid server &``) that keeps the descriptors open cannot hold the run. At the timeout, and once it
-        has exited, its whole process group is killed: nothing it started in its session outlives the check.
+        has exited, everything it started is killed, detached or not (:mod:`.reaper`): a server the check before
+        pruning started can never answer the check after it, nor outlive venvprune.
         """
         with self._fresh_scratch("smoke") as scratch:
             env = dict(os.environ)
             env["PYTHONDONTWRITEBYTECODE"] = "1"
             env["PATH"] = os.pathsep.join([str(self.interpreter.parent), os.environ.get("PATH", os.defpath)])
             env["VIRTUAL_ENV"] = str(self.root)
+            env[reaper.MARKER] = token = uuid.uuid4().hex
             started = time.monotonic()
             with tempfile.TemporaryFile(dir=scratch) as output:
                 process = subprocess.Popen(
-                    command,
-                    shell=True,
+                    [sys.executable, "-I", "-S", "-B", reaper.__file__, command],
                     cwd=os.getcwd(),
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -164,7 +168,7 @@ class Runner:
                         False, f"timed out after {self.timeout:g} s", time.monotonic() - started, timed_out=True
                     )
                 finally:
-                    _kill_group(process)
+                    _end_smoke(process, token)
                 output.seek(0)
                 text = output.read().decode("utf-8", "replace")
         seconds = time.monotonic() - started
@@ -191,8 +195,14 @@ class Runner:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """Kill the process group the command leads (its session), then reap the command."""
+def _end_smoke(process: subprocess.Popen[bytes], token: str) -> None:
+    """End a smoke command's :mod:`.reaper` and everything the command started: the reaper kills its descendants
+    when told to stop; its process group, then any process still carrying the run's marker, are killed after it."""
+    with suppress(ProcessLookupError):
+        process.terminate()
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=reaper.GRACE + 1.0)
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    reaper.end_marked(token)
