@@ -151,3 +151,27 @@ def test_what_a_smoke_command_started_never_answers_the_next_phase(tmp_path: Pat
         for pid in map(int, pids.read_text().split() if pids.exists() else ()):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_dependants_of_a_hanging_import_are_not_run_even_on_a_first_run(tmp_path: Path) -> None:
+    """Twelve distributions that Require-Dist a package whose import hangs: with nothing learnt from an earlier run,
+    the declared requirement says they need it; they are not run, rather than each waiting for the timeout."""
+    venv = make_venv(Path(sys.executable), tmp_path / "venv", [])
+    site = site_packages(venv)
+    install_dist(site, "hang", {"hang/__init__.py": "import time\nwhile True:\n    time.sleep(0.1)\n"})
+    for k in range(12):
+        install_dist(site, f"user{k}", {f"user{k}/__init__.py": "import hang\n"}, requires=("hang>=1",))
+        install_dist(site, f"fine{k}", {f"fine{k}/__init__.py": "VALUE = 1\n"})
+    code, out, _ = run("check", "--jobs", "2", "--timeout", "2", str(venv))
+    assert code == 1
+    timed_out = [line for line in out.splitlines() if "timed out after" in line]
+    assert len(timed_out) <= 2, "at most the checks already running when hang timed out wait for the timeout"
+    not_run = [line for line in out.splitlines() if line.startswith("not run") and "import hang timed out" in line]
+    assert len(not_run) + len(timed_out) >= 13, out
+    assert "FAILED import fine" not in out
+    # The final-stage checker knows the same.
+    code, _, err = run("--no-verify", str(venv))
+    assert code == 0, err
+    checker = final_stage_check(venv, "--jobs", "2", "--timeout", "2")
+    assert checker.returncode == 1
+    assert len([line for line in checker.stdout.splitlines() if "timed out after" in line]) <= 2, checker.stdout

@@ -65,6 +65,10 @@ def check_venv(manifest_path: str, jobs: int = 0, timeout: float = 120.0, strict
         python = sys.executable  # e.g. another layout in the final image; the workers add site_dirs to sys.path
     found = discover(site_dirs)
     tasks = with_records(checklist(found, root), manifest, root, found)
+    requires = {d["name"]: d.get("requires", []) for d in found["distributions"]}
+    for task in tasks:  # what a distribution requires: the pool does not wait for a hang once per dependant
+        if task["kind"] == "metadata":
+            task.setdefault("requires", requires.get(task["dist"], []))
     results = _run(python, tasks, jobs, timeout, site_dirs)
     section = judge(tasks, results, recorded_states(tasks), strict)
     mapped = [p for r in results.values() for p in r.get("mapped", ())]

@@ -93,7 +93,8 @@ def run_tasks(
 
     A task that runs past *timeout* has its worker's process group killed and says ``timed_out``; it is never
     retried, and its module is not imported again in this run: the tasks that need it (its entry points, a bundle
-    that imported it last time) get ``not_run`` results instead of a timeout each.
+    that imported it last time, a distribution that requires its distribution -- ``requires`` of the metadata
+    tasks, what a first run knows) get ``not_run`` results instead of a timeout each.
 
     *pycache*: a scratch folder for the bytecode the workers compile (``-X pycache_prefix``), for a venv whose
     caches were removed: each module is compiled once per run, never written into the venv. Without it the
@@ -144,6 +145,8 @@ class _Pool:
         self.costs: Dict[str, float] = {}
         self.results: Dict[str, Result] = {}
         self.hung: Dict[str, str] = {}  # module whose import timed out -> the check that timed out
+        self.hung_distributions: Dict[str, str] = {}  # distribution of such a module -> the check that timed out
+        self.requires: Dict[str, Set[str]] = {}  # distribution -> every distribution it requires, directly or not
         self.workers: List[_Worker] = []
         self.started_critical = False
         self.selector = selectors.DefaultSelector()
@@ -167,6 +170,7 @@ class _Pool:
         self.pending = [(b, bundles[b]) for b in order]
         self.uses = {b: set(names) for b, names in uses.items()}
         self.costs = dict(costs)
+        self.requires = _required_closure(tasks)
         try:
             while self.pending or self.retries or self.workers:
                 self._dispatch()
@@ -340,7 +344,8 @@ class _Pool:
         return why is not None
 
     def _blocked_by(self, task: Task) -> Optional[str]:
-        """The check whose module timed out and that *task* needs: its own module, or one its bundle imported."""
+        """The check whose module timed out and that *task* needs: its own module, one its bundle imported, or
+        one of a distribution its own requires (``Requires-Dist``: known before anything ran)."""
         if not self.hung or task["kind"] not in ("import", "entry_point"):
             return None
         module = _module_of(task)
@@ -348,6 +353,11 @@ class _Pool:
         for name, check_id in self.hung.items():
             if module == name or module.startswith(name + ".") or ("." not in name and name in uses):
                 return "%s timed out" % check_id
+        own = set(task.get("distributions") or ())
+        for dist in own:
+            for required in sorted(self.requires.get(dist, set()) - own):
+                if required in self.hung_distributions:
+                    return "%s timed out" % self.hung_distributions[required]
         return None
 
     def _flush_failed(self, worker: _Worker) -> None:
@@ -399,6 +409,8 @@ class _Pool:
                 module = _module_of(task)
                 if module:  # never imported again in this run: what needs it is not run (see _blocked_by)
                     self.hung.setdefault(module, task["id"])
+                    for dist in task.get("distributions") or ():
+                        self.hung_distributions.setdefault(dist, task["id"])
             self._finish(worker, result)
         if worker.queue:
             # The rest of its work goes to another process of the same kind.
@@ -434,6 +446,25 @@ class _Pool:
                 self._send_next(worker)
                 if worker.closed or worker.current is None:
                     return
+
+
+def _required_closure(tasks: List[Task]) -> Dict[str, Set[str]]:
+    """Distribution -> every distribution it requires, directly or not, from the metadata tasks' ``requires``."""
+    direct: Dict[str, Set[str]] = {}
+    for task in tasks:
+        if task["kind"] == "metadata" and task.get("distributions"):
+            direct.setdefault(task["distributions"][0], set()).update(task.get("requires") or ())
+    closure: Dict[str, Set[str]] = {}
+    for dist in direct:
+        found: Set[str] = set()
+        pending = [dist]
+        while pending:
+            for required in direct.get(pending.pop(), ()):
+                if required not in found:
+                    found.add(required)
+                    pending.append(required)
+        closure[dist] = found
+    return closure
 
 
 def task_bundle(task: Task) -> str:
