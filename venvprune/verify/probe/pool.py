@@ -115,7 +115,7 @@ def user_place(environment: Dict[str, str]) -> Dict[str, Any]:
     """
     cwd = os.getcwd()
     extra = [os.path.join(cwd, p) for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {"cwd": cwd, "path": [cwd, *extra]}
+    return {"user_cwd": cwd, "user_path": [cwd, *extra]}
 
 
 class _Pool:

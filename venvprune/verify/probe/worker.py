@@ -75,10 +75,10 @@ def worker(argv: List[str]) -> None:
         before = {name.partition(".")[0] for name in modules_before}
         uses.clear()
         costs.clear()
-        if task.get("path"):  # a module the user named, in a process of its own: found where they find it
-            sys.path[:0] = [p for p in task["path"] if p not in sys.path]
+        if task.get("user_path"):  # a module the user named, in a process of its own: found where they find it
+            sys.path[:0] = [p for p in task["user_path"] if p not in sys.path]
             with contextlib.suppress(OSError):
-                os.chdir(task["cwd"])
+                os.chdir(task["user_cwd"])
         result = run_task(task)
         if tracked:
             after = {name.partition(".")[0] for name in list(sys.modules)}
