@@ -22,21 +22,26 @@ import time
 
 MARKER = "VENVPRUNE_SMOKE_RUN"  # environment variable: a token per smoke command run
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_PDEATHSIG = 1
 GRACE = 5.0  # seconds to keep killing what a command's processes fork while they die
 
 
 def main(argv: list[str]) -> int:
     command = argv[0]
-    _become_subreaper()
-    child = subprocess.Popen(["/bin/sh", "-c", command])
     stopped: list[int] = []
+    child: subprocess.Popen[bytes] | None = None
 
     def stop(signum: int, _frame: object) -> None:
         stopped.append(signum)
-        with contextlib.suppress(ProcessLookupError):
-            child.kill()
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
 
     signal.signal(signal.SIGTERM, stop)
+    _become_subreaper()
+    child = subprocess.Popen(["/bin/sh", "-c", command])
+    if stopped:
+        child.kill()
     child.wait()
     end_descendants(os.getpid())
     if stopped or child.returncode < 0:
@@ -48,12 +53,15 @@ def main(argv: list[str]) -> int:
 
 
 def _become_subreaper() -> None:
+    """Keep what the command starts as descendants; and be told to stop (SIGTERM) if venvprune dies (SIGKILL)."""
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # the thread that started it: venvprune's main one
 
 
 def end_descendants(root: int) -> None:
