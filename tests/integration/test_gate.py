@@ -20,7 +20,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.site_builder import tree_digest
+from tests.site_builder import install_dist, tree_digest
 from tests.venv_builder import (
     NO_ELF,
     compile_extension,
@@ -499,6 +499,31 @@ def test_a_pip_target_directory_is_checked_with_the_python_named(tmp_path: Path,
     assert code == 0, err
     verification = report["verification"]
     assert isinstance(verification, dict) and verification["ok"] is True and verification["checks_total"] >= 3
+
+
+def test_a_target_comes_before_the_interpreters_own_packages(tmp_path: Path) -> None:
+    """The program runs with PYTHONPATH=target, which puts the target before the interpreter's own site-packages;
+    the checks see the same copy of a distribution that both hold (a CI runner's python, Debian's python3-*)."""
+    interpreter = tmp_path / "interp"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(interpreter)], check=True)
+    own_site = next(interpreter.glob("lib/python3*/site-packages"))
+    install_dist(own_site, "shadowpkg", {"shadowpkg/__init__.py": "VERSION = 'interpreter copy'\n"})
+    target = tmp_path / "target"
+    target.mkdir()
+    install_dist(
+        target,
+        "shadowpkg",
+        {"shadowpkg/__init__.py": "VERSION = 'target copy'\n", "shadowpkg/cli.py": "def main():\n    pass\n"},
+        version="2.0",
+        entry_points="[console_scripts]\nshadowpkg = shadowpkg.cli:main\n",
+    )
+    python = str(interpreter / "bin" / "python")
+    code, out, _ = run("check", "--python", python, str(target))
+    assert code == 0, out
+    (target / "shadowpkg" / "__init__.py").write_text("raise ImportError('the target copy is broken')\n")
+    code, out, _ = run("check", "--python", python, str(target))
+    assert code == 1, out
+    assert any(line.startswith("FAILED import shadowpkg:") for line in out.splitlines()), out
 
 
 @pytest.mark.skipif(not PYTHON37.exists(), reason="needs pyenv's Python 3.7")

@@ -41,9 +41,14 @@ def worker(argv: List[str]) -> None:
     known = {os.path.realpath(p) for p in sys.path if p}
     site_dirs = [os.path.realpath(p).rstrip(os.sep) + os.sep for p in argv[3:]]
     mapped = _mapped(site_dirs)
+    # Run by an interpreter that does not know the target (--python, a final-stage python): the target goes first,
+    # with what its .pth files add, as PYTHONPATH puts it for the program. addsitedir appends, and the interpreter's
+    # own copy of a distribution both hold would shadow the target's.
+    interpreter_path = list(sys.path)
     for site_dir in argv[3:]:
         if os.path.realpath(site_dir) not in known:
-            site.addsitedir(site_dir)  # run by an interpreter that does not know the venv: a final-stage python
+            site.addsitedir(site_dir)
+    sys.path[:] = [p for p in sys.path if p not in interpreter_path] + interpreter_path
     # A crash prints the Python frames to stderr, which the pool reads to say where it happened.
     faulthandler.enable()
     _die_with_parent()
