@@ -161,6 +161,45 @@ def test_snippets_are_cut_around_import_statements_only() -> None:
     assert set(imported_names(b"from . import tests", "pkg", True)) == {"pkg", "pkg.tests"}
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        # The word on a later line of a statement that began with an earlier import: the whole statement is cut.
+        b"from a import (b,\n    c); import pkg.tests\n",
+        b"import os, \\\n    pkg.tests as t\n",
+        b"from importlib import import_module\nm = [import_module(\n    'pkg.tests')]\n",
+        # A bracket that never closes, after "import" in a docstring, does not hide the real imports after it.
+        b'"""Why import (the lazy way\n"""\nfrom pkg import tests\n',
+    ],
+)
+def test_snippets_hold_the_whole_statement_around_a_test_word(source: bytes) -> None:
+    names = {n for snippet in import_snippets(source) for n in imported_names(snippet, "pkg.core", False)}
+    assert "pkg.tests" in names
+
+
+def _test_imports_by_whole_parse(source: bytes, module: str, is_package: bool) -> set[str]:
+    return {n for n in imported_names(source, module, is_package) if {"test", "tests"} & set(n.split("."))}
+
+
+def test_snippets_find_every_test_import_a_whole_file_parse_finds() -> None:
+    """On real code with many test words and imports: the standard library's unittest package and its tests."""
+    import unittest
+
+    checked = 0
+    root = Path(str(unittest.__file__)).parent
+    for path in sorted(root.rglob("*.py")):
+        source = path.read_bytes()
+        module = ".".join(path.relative_to(root.parent).with_suffix("").parts)
+        is_package = path.name == "__init__.py"
+        expected = _test_imports_by_whole_parse(source, module, is_package)
+        found = {
+            n for snippet in import_snippets(source) for n in _test_imports_by_whole_parse(snippet, module, is_package)
+        }
+        assert expected <= found, path
+        checked += bool(expected)
+    assert checked >= 10  # the corpus does import test modules
+
+
 def test_record_rewrite_is_planned_for_changed_distributions_only(site: Path) -> None:
     install_dist(site, "pkg", {"pkg/__init__.py": "", "pkg/tests/__init__.py": "", "pkg/tests/t.py": "x = 1\n"})
     install_dist(site, "untouched", {"untouched/__init__.py": ""})
