@@ -333,3 +333,61 @@ def test_an_original_is_not_put_back_into_a_folder_that_was_replaced(site: Path)
     assert sorted(left.path for left in recovery.left_aside) == ["pkg/__pycache__", "pkg/tests"]
     assert sorted(p.name for p in (site / "pkg").iterdir()) == ["__init__.py"], "old files put into the new folder"
     assert (site / UNRESTORED_DIR_NAME / "pkg" / "tests" / "test_x.py").is_file()
+
+
+def _undeletable(path: Path) -> None:
+    """Make *path* a file that unlink refuses: immutable for root (ext4 and most disks), its folder read-only else."""
+    if os.geteuid() != 0:
+        path.parent.chmod(0o500)
+        return
+    import subprocess
+
+    result = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"chattr +i unsupported here: {result.stderr.strip()}")
+
+
+def _deletable_again(path: Path) -> None:
+    if os.geteuid() != 0:
+        path.parent.chmod(0o700)
+    else:
+        import subprocess
+
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_deleting_in_threads_empties_every_folder_and_reports_exactly_what_stays(tmp_path: Path) -> None:
+    """The commit's deletion: many folders deep and wide, a folder without permissions, a symlink to a folder outside
+    (unlinked, never followed), and one file that cannot be deleted: it and the folders holding it stay, and are the
+    only paths reported."""
+    from venvprune.apply.tree import delete_each
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine\n")
+    staging = tmp_path / "staging"
+    for top in range(40):
+        for sub in range(5):
+            folder = staging / str(top) / f"sub{sub}" / "deeper"
+            folder.mkdir(parents=True)
+            for n in range(4):
+                (folder / f"f{n}.py").write_text("x\n")
+        (staging / str(top) / "file.txt").write_text("y\n")
+    (staging / "7" / "link").symlink_to(outside, target_is_directory=True)
+    (staging / "8" / "sub1").chmod(0)
+    (staging / "loose.txt").write_text("z\n")
+    stuck = staging / "12" / "sub3" / "alone" / "stuck.py"  # alone in its folder, which may be made read-only
+    stuck.parent.mkdir()
+    stuck.write_text("x\n")
+    _undeletable(stuck)
+    names = sorted(os.listdir(staging))
+    fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        failed = delete_each(names, fd, threads=4)
+    finally:
+        os.close(fd)
+        _deletable_again(stuck)
+    assert failed == ["12/sub3/alone/stuck.py"]
+    left = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*"))
+    assert left == ["12", "12/sub3", "12/sub3/alone", "12/sub3/alone/stuck.py"]
+    assert (outside / "keep.txt").read_text() == "mine\n"

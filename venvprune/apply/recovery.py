@@ -21,7 +21,18 @@ from pathlib import Path
 
 from venvprune.apply import journal
 from venvprune.apply.journal import JOURNAL_NAME, Entry
-from venvprune.apply.tree import PathChanged, Tree, checked_relative, delete, identity, lstat, move, opened, stamp
+from venvprune.apply.tree import (
+    PathChanged,
+    Tree,
+    checked_relative,
+    delete,
+    delete_each,
+    identity,
+    lstat,
+    move,
+    opened,
+    stamp,
+)
 from venvprune.errors import ApplyError
 from venvprune.target import STAGING_DIR_NAME, UNRESTORED_DIR_NAME, Target
 
@@ -312,10 +323,7 @@ def delete_committed(root: Tree, staging: Tree) -> list[FileError]:
     (Deleting in directory order, which on tmpfs is newest first, took the marker first, and a kill right after it
     left staged originals that the next run took for an uncommitted prune and put back.)
     """
-    failed: list[str] = []
-    for name in sorted(os.listdir(staging.fd)):
-        if name != COMMITTED_NAME:
-            failed += delete(name, staging.fd)
+    failed = delete_each(sorted(set(os.listdir(staging.fd)) - {COMMITTED_NAME}), staging.fd)
     if failed:  # the marker stays, so the next run finishes the rest
         return [FileError(staging.path / f, "cannot be deleted; check the permissions of its folder") for f in failed]
     with contextlib.suppress(FileNotFoundError):
