@@ -60,7 +60,7 @@ class Inventory:
     files: tuple[FileEntry, ...]
     directories: tuple[Path, ...]
     distributions: tuple[Distribution, ...]
-    owners: Mapping[Path, str] = field(repr=False)  # file path -> canonical distribution name
+    owners: Mapping[str, str] = field(repr=False)  # str(file path) -> canonical distribution name (no Path per file)
     bytes_outside: int = 0  # the target's files outside site-packages: interpreter, standard library, headers
 
     @property
@@ -75,7 +75,7 @@ class Inventory:
 
     def owner_of(self, path: Path) -> str | None:
         """The distribution that installed *path*: from RECORD, else by its top-level package directory."""
-        owner = self.owners.get(path)
+        owner = self.owners.get(str(path))
         if owner is not None:
             return owner
         for dist in self.distributions:
@@ -95,20 +95,27 @@ def scan(target: Target, *, inspect_elf: bool = True) -> Inventory:
     files: list[FileEntry] = []
     directories: list[Path] = []
     for site_packages in target.site_packages:
-        for entry_path, st in _walk(site_packages, directories):
-            rel = entry_path.relative_to(site_packages).as_posix()
+        for entry_path, rel, st in _walk(site_packages, directories):
             if stat.S_ISLNK(st.st_mode):
-                files.append(FileEntry(entry_path, rel, site_packages, st.st_size, is_symlink=True))
+                files.append(FileEntry(Path(entry_path), rel, site_packages, st.st_size, is_symlink=True))
                 continue
+            path = Path(entry_path)
             facts = links = None
             if st.st_size >= elf.MIN_HEADER_SIZE and _has_elf_magic(entry_path):
                 # The libraries a file needs are read always: the advice for the final image is made of them.
-                links = elf.dynamic_links(entry_path)
-                facts = elf.inspect(entry_path) if inspect_elf else None
-            files.append(FileEntry(entry_path, rel, site_packages, st.st_size, elf=facts, links=links))
+                links = elf.dynamic_links(path)
+                facts = elf.inspect(path) if inspect_elf else None
+            files.append(FileEntry(path, rel, site_packages, st.st_size, elf=facts, links=links))
     distributions = tuple(d for sp in target.site_packages for d in _read_distributions(sp, target.root))
-    owners = {dist.site_packages / rel: dist.name for dist in distributions for rel in dist.files}
+    owners = {_joined(str(dist.site_packages), rel): dist.name for dist in distributions for rel in dist.files}
     return Inventory(target, tuple(files), tuple(directories), distributions, owners, _bytes_outside(target))
+
+
+def _joined(folder: str, rel: str) -> str:
+    """``str(Path(folder) / rel)``, without making a Path where *rel* is already clean (nearly always)."""
+    if rel and not rel.startswith("/") and "//" not in rel and "." not in rel.split("/") and not rel.endswith("/"):
+        return f"{folder.rstrip('/')}/{rel}" if folder != "/" else f"/{rel}"
+    return str(Path(folder) / rel)
 
 
 def _bytes_outside(target: Target) -> int:
@@ -137,9 +144,12 @@ def _bytes_outside(target: Target) -> int:
     return total
 
 
-def _walk(top: Path, directories: list[Path]) -> Iterator[tuple[Path, os.stat_result]]:
-    """Yield every non-directory below *top* with its lstat; directories are appended to *directories*."""
-    stack = [top]
+def _walk(top: Path, directories: list[Path]) -> Iterator[tuple[str, str, os.stat_result]]:
+    """Yield every non-directory below *top* as (path, path relative to *top* in POSIX form, lstat); directories are
+    appended to *directories*. Strings, not Paths: one Path per file is made by the caller, none here."""
+    top_text = str(top)
+    prefix = top_text.rstrip("/") + "/"
+    stack = [top_text]
     while stack:
         current = stack.pop()
         try:
@@ -147,27 +157,36 @@ def _walk(top: Path, directories: list[Path]) -> Iterator[tuple[Path, os.stat_re
                 children = sorted(entries, key=lambda e: e.name)
         except OSError:
             continue  # unreadable directory: nothing in it is planned, so nothing in it is touched
+        at_top = current == top_text
         for child in children:
-            path = Path(child.path)
-            if current == top and child.name in OWN_DIR_NAMES:
+            if at_top and child.name in OWN_DIR_NAMES:
                 continue
             try:
                 st = child.stat(follow_symlinks=False)
             except OSError:
                 continue  # vanished while we looked
             if stat.S_ISDIR(st.st_mode):
-                directories.append(path)
-                stack.append(path)
+                directories.append(Path(child.path))
+                stack.append(child.path)
             elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
-                yield path, st
+                yield child.path, child.path[len(prefix) :], st
 
 
-def _has_elf_magic(path: Path) -> bool:
+def _has_elf_magic(path: str) -> bool:
+    """The first four bytes, read with one open and one read (no file object): this runs for nearly every file.
+
+    Not following a symlink, and not waiting on a FIFO, either of which may have replaced the file since its lstat.
+    """
     try:
-        with open(path, "rb") as handle:
-            return handle.read(4) == ELF_MAGIC
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
+    try:
+        return os.read(fd, 4) == ELF_MAGIC
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _read_distributions(site_packages: Path, root: Path) -> Iterator[Distribution]:
