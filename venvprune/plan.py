@@ -5,7 +5,6 @@ The dry-run report is this plan rendered; applying it is :mod:`venvprune.apply`'
 
 from __future__ import annotations
 
-import bisect
 import enum
 import fnmatch
 import os
@@ -18,7 +17,7 @@ from typing import BinaryIO, Protocol
 
 from venvprune.errors import UsageError
 from venvprune.knowledge import KnowledgeBase, RuleKind
-from venvprune.scan import FileEntry, Inventory
+from venvprune.scan import FileEntry, FileIndex, Inventory
 
 
 class ActionKind(enum.Enum):
@@ -142,25 +141,6 @@ class Plan:
         return tuple(a for a in self.actions if a.phase is phase)
 
 
-class FileIndex:
-    """Files of an inventory sorted by path, for 'which files lie under this directory' in O(log n)."""
-
-    def __init__(self, files: Iterable[FileEntry]) -> None:
-        self._files = sorted(files, key=lambda f: str(f.path))
-        self._keys = [str(f.path) for f in self._files]
-
-    def exact(self, path: Path) -> list[FileEntry]:
-        """The entry of *path* itself, when the inventory has one."""
-        position = bisect.bisect_left(self._keys, str(path))
-        return self._files[position : position + 1] if self._keys[position : position + 1] == [str(path)] else []
-
-    def under(self, directory: Path) -> list[FileEntry]:
-        prefix = str(directory) + "/"
-        start = bisect.bisect_left(self._keys, prefix)
-        end = bisect.bisect_left(self._keys, prefix + "\U0010ffff")
-        return self._files[start:end]
-
-
 def build_plan(
     inventory: Inventory,
     categories: Sequence[Category],
@@ -181,7 +161,7 @@ def build_plan(
     """
     knowledge = knowledge or KnowledgeBase()
     installed = {d.name: d.version for d in inventory.distributions}
-    index = FileIndex(inventory.files)
+    index = inventory.index
     actions: list[Action] = []
     kept: list[Kept] = []
     derived = [c for c in categories if _is_derived(c)]
@@ -236,7 +216,7 @@ def build_plan(
 def savings_beyond(plan: Plan, other: Plan) -> tuple[CategorySaving, ...]:
     """What *other*'s removals would save beyond *plan*'s, per category of *other*: the files *plan* keeps, and of
     a file *plan* only strips, what the stripping leaves. Both plans are of one inventory."""
-    index = FileIndex(plan.inventory.files)
+    index = plan.inventory.index
 
     def removed_files(actions: Iterable[Action]) -> Iterator[tuple[Action, FileEntry]]:
         for action in actions:

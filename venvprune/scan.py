@@ -6,9 +6,11 @@ top-level directory a distribution's RECORD names.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PathDistribution
 from pathlib import Path
@@ -89,6 +91,30 @@ class Inventory:
 
     def distribution(self, name: str) -> Distribution | None:
         return next((d for d in self.distributions if d.name == name), None)
+
+    @functools.cached_property
+    def index(self) -> FileIndex:
+        """The files sorted by path, made once for the plan and every category."""
+        return FileIndex(self.files)
+
+
+class FileIndex:
+    """Files of an inventory sorted by path, for 'which files lie under this directory' in O(log n)."""
+
+    def __init__(self, files: Iterable[FileEntry]) -> None:
+        self._files = sorted(files, key=lambda f: str(f.path))
+        self._keys = [str(f.path) for f in self._files]
+
+    def exact(self, path: Path) -> list[FileEntry]:
+        """The entry of *path* itself, when the inventory has one."""
+        position = bisect.bisect_left(self._keys, str(path))
+        return self._files[position : position + 1] if self._keys[position : position + 1] == [str(path)] else []
+
+    def under(self, directory: Path) -> list[FileEntry]:
+        prefix = str(directory) + "/"
+        start = bisect.bisect_left(self._keys, prefix)
+        end = bisect.bisect_left(self._keys, prefix + "\U0010ffff")
+        return self._files[start:end]
 
 
 def scan(target: Target, *, inspect_elf: bool = True) -> Inventory:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from venvprune.categories._guards import Mentions, in_package, mentions
-from venvprune.plan import Action, ActionKind, CategoryResult, FileIndex, Kept
+from venvprune.plan import Action, ActionKind, CategoryResult, Kept
 from venvprune.scan import FileEntry, Inventory
 
 HEADER_SUFFIXES = (".h", ".hh", ".hpp", ".hxx", ".h++", ".cuh", ".inl", ".tcc", ".ipp")
@@ -43,7 +43,7 @@ class BuildFiles:
     summary = "C/C++ headers and include/ folders, .a/.o, .c/.cpp/.pyx/.pxd sources shipped in packages"
 
     def plan(self, inventory: Inventory, planned: Sequence[Action]) -> CategoryResult:
-        index = FileIndex(inventory.files)
+        index = inventory.index
         named = mentions(inventory)
         actions: list[Action] = []
         kept: list[Kept] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from venvprune.plan import Action, ActionKind, CategoryResult, FileIndex, Kept
+from venvprune.plan import Action, ActionKind, CategoryResult, Kept
 from venvprune.scan import FileEntry, Inventory
 
 BYTECODE_SUFFIXES = (".pyc", ".pyo")
@@ -22,7 +22,7 @@ class Bytecode:
     summary = "__pycache__ directories and .pyc files whose .py source is present"
 
     def plan(self, inventory: Inventory, planned: Sequence[Action]) -> CategoryResult:
-        index = FileIndex(inventory.files)
+        index = inventory.index
         actions: list[Action] = []
         kept: list[Kept] = []
         cache_dirs = [d for d in inventory.directories if d.name == "__pycache__"]

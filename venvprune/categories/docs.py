@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from venvprune.categories._guards import in_package, mentions
-from venvprune.plan import Action, ActionKind, CategoryResult, FileIndex, Kept
+from venvprune.plan import Action, ActionKind, CategoryResult, Kept
 from venvprune.scan import Inventory
 
 DOC_DIR_NAMES = frozenset({"doc", "docs", "example", "examples"})
@@ -29,7 +29,7 @@ class Docs:
     summary = "docs/ and examples/ folders, README and CHANGELOG files inside packages (never licences)"
 
     def plan(self, inventory: Inventory, planned: Sequence[Action]) -> CategoryResult:
-        index = FileIndex(inventory.files)
+        index = inventory.index
         named = mentions(inventory)
         actions: list[Action] = []
         kept: list[Kept] = []

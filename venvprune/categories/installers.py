@@ -18,8 +18,8 @@ from packaging.markers import Marker, UndefinedComparison, UndefinedEnvironmentN
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from venvprune.plan import Action, ActionKind, CategoryResult, FileIndex, Kept
-from venvprune.scan import Distribution, FileEntry, Inventory
+from venvprune.plan import Action, ActionKind, CategoryResult, Kept
+from venvprune.scan import Distribution, FileEntry, FileIndex, Inventory
 
 INSTALLERS = ("pip", "setuptools", "wheel")
 REASON = "installer: an image that installs nothing at run time does not need it"
@@ -41,7 +41,7 @@ class Installers:
             for name, requirement in _requirements(dist, environment, {d.name for d in staying}):
                 if name in candidates:
                     needed.setdefault(name, f"{dist.name} {dist.version} requires it ({requirement})")
-        index = FileIndex(inventory.files)
+        index = inventory.index
         actions: list[Action] = []
         kept: list[Kept] = []
         for name, dist in sorted(candidates.items()):

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from venvprune.plan import Action, ActionKind, CategoryResult, FileIndex, Kept
+from venvprune.plan import Action, ActionKind, CategoryResult, Kept
 from venvprune.scan import Distribution, FileEntry, Inventory
 
 TEST_DIR_NAMES = frozenset({"tests", "test"})
@@ -35,7 +35,7 @@ class Tests:
     summary = "test directories (tests/, test/) inside packages that no runtime module imports"
 
     def plan(self, inventory: Inventory, planned: Sequence[Action]) -> CategoryResult:
-        index = FileIndex(inventory.files)
+        index = inventory.index
         candidates = {
             _module_name(inventory.target.relative(d)): d
             for d in inventory.directories

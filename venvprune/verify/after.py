@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from venvprune.plan import ActionKind, FileIndex, Phase, Plan
+from venvprune.plan import ActionKind, Phase, Plan
 from venvprune.verify import manifest
 from venvprune.verify.baseline import Baseline, runner_for
 from venvprune.verify.bytecode import BytecodeCache, compile_sample, in_tree_cache, scale_to_all
@@ -171,12 +171,9 @@ def _timeout_reason(result: Result) -> str:
 
 def _attribution(plan: Plan, baseline: Baseline) -> Attribution:
     inventory = plan.inventory
-    index: list[FileIndex] = []  # built on first use: most regressions name no shared object
 
     def files_named(directory: Path, name: str) -> bool:
-        if not index:
-            index.append(FileIndex(inventory.files))
-        return any(f.path.name == name for f in index[0].under(directory))
+        return any(f.path.name == name for f in inventory.index.under(directory))
 
     return Attribution(inventory.target.site_packages, inventory.owner_of, files_named, baseline.module_owners)
 

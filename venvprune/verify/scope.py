@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from venvprune.plan import Action, FileIndex
+from venvprune.plan import Action
 from venvprune.scan import Inventory
 from venvprune.verify.checks import Check, Discovery, Result
 
@@ -60,7 +60,6 @@ def affected_checks(
 
 def _changed_distributions(executed: Iterable[Action], inventory: Inventory) -> set[str] | None:
     """The distributions whose files the actions changed; None when a changed file belongs to none."""
-    index: FileIndex | None = None
     changed: set[str] = set()
     for action in executed:
         if not action.is_directory:
@@ -69,8 +68,8 @@ def _changed_distributions(executed: Iterable[Action], inventory: Inventory) -> 
                 return None
             changed.add(owner)
             continue
-        index = index or FileIndex(inventory.files)  # a directory (site-packages/__pycache__) may hold many owners
-        for owner in {inventory.owner_of(f.path) for f in index.under(action.path)} or {action.distribution}:
+        # A directory (site-packages/__pycache__) may hold many owners.
+        for owner in {inventory.owner_of(f.path) for f in inventory.index.under(action.path)} or {action.distribution}:
             if owner is None:
                 return None
             changed.add(owner)
