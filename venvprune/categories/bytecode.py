@@ -16,6 +16,15 @@ BYTECODE_SUFFIXES = (".pyc", ".pyo")
 CACHE_REASON = "bytecode cache; Python recompiles it from the .py source (slower cold start)"
 
 
+def _folder_name(rel: str) -> str:
+    return rel.rpartition("/")[0].rpartition("/")[2]
+
+
+def _is_bytecode(rel: str) -> bool:
+    """``Path(rel).suffix in BYTECODE_SUFFIXES`` on the text (a name that is only the suffix has none)."""
+    return rel.endswith(BYTECODE_SUFFIXES) and rel.rpartition("/")[2] not in BYTECODE_SUFFIXES
+
+
 class Bytecode:
     name = "bytecode"
     default = True
@@ -28,7 +37,7 @@ class Bytecode:
         cache_dirs = [d for d in inventory.directories if d.name == "__pycache__"]
         for directory in cache_dirs:
             contents = index.under(directory)
-            if contents and all(f.path.suffix in BYTECODE_SUFFIXES and not f.is_symlink for f in contents):
+            if contents and all(_is_bytecode(f.rel) and not f.is_symlink for f in contents):
                 actions.append(
                     Action(
                         path=directory,
@@ -42,15 +51,15 @@ class Bytecode:
                     )
                 )
             else:  # something else lives there too: take only the bytecode
-                actions.extend(
-                    self._file(inventory, f, CACHE_REASON) for f in contents if f.path.suffix in BYTECODE_SUFFIXES
-                )
+                actions.extend(self._file(inventory, f, CACHE_REASON) for f in contents if _is_bytecode(f.rel))
 
-        present = {f.path for f in inventory.files}
+        present: set[str] = set()  # every file's path, made when the first .pyc outside __pycache__ needs it
         for entry in inventory.files:
-            if entry.path.suffix not in BYTECODE_SUFFIXES or entry.path.parent.name == "__pycache__":
+            # On the relative path's text: this runs for every file of the venv.
+            if not _is_bytecode(entry.rel) or _folder_name(entry.rel) == "__pycache__":
                 continue
-            if entry.path.with_suffix(".py") in present:
+            present = present or {str(f.path) for f in inventory.files}
+            if str(entry.path.with_suffix(".py")) in present:
                 actions.append(
                     self._file(inventory, entry, "bytecode beside its .py source, which Python imports instead")
                 )

@@ -31,14 +31,17 @@ class RewriteRecord:
     def write(self, source: BinaryIO, destination: BinaryIO) -> None:
         data = source.read()
         remaining: list[records.Row] = []
+        site_packages = str(self.site_packages)
         for row in records.parse(data):
             rel = row.normalised_path
-            full = self.site_packages / rel
-            # A removal that verification restored is on disk again and keeps its row.
-            if rel in self.dropped and not os.path.lexists(full):
-                continue
-            if rel in self.rehashed and full.is_file() and not full.is_symlink():
-                row = row.with_content(records.hash_file(full), full.stat().st_size)
+            if rel in self.dropped:
+                # A removal that verification restored is on disk again and keeps its row.
+                if not os.path.lexists(os.path.join(site_packages, rel)):
+                    continue
+            elif rel in self.rehashed:
+                full = self.site_packages / rel
+                if full.is_file() and not full.is_symlink():
+                    row = row.with_content(records.hash_file(full), full.stat().st_size)
             remaining.append(row)
         destination.write(records.dump(remaining, records.line_ending(data)))
 

@@ -109,7 +109,7 @@ def _find_importers(files: Sequence[FileEntry], candidates: dict[str, Path]) -> 
     """
     groups: dict[str | None, list[FileEntry]] = {}
     for entry in files:
-        if not entry.is_symlink and entry.path.suffix == ".py":
+        if not entry.is_symlink and entry.rel.endswith(".py") and entry.rel.rpartition("/")[2] != ".py":
             groups.setdefault(_innermost_candidate(entry.rel, candidates), []).append(entry)
     kept: dict[str, str] = {}
     pending: list[str | None] = [None]  # None: runtime code, outside every test directory
