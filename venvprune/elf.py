@@ -210,29 +210,119 @@ class DynamicLinks:
 
 def dynamic_links(path: Path) -> DynamicLinks | None:
     """``DT_SONAME`` and ``DT_NEEDED`` of *path*, from its ``PT_DYNAMIC`` segment (what the loader reads, so a file
-    without section headers answers too); None for a file that is not a dynamically linked ELF file, or unreadable."""
+    without section headers answers too); None for a file that is not a dynamically linked ELF file, or unreadable.
+
+    Read with struct, as the loader does (the string table found through ``DT_STRTAB`` and the ``PT_LOAD`` segments):
+    pyelftools built an object for every section of every library to find it, most of the scan's time on a venv with
+    hundreds of libraries. It is asked only when ``DT_STRTAB`` lies in no loaded segment.
+    """
     try:
-        with open(path, "rb") as handle:
-            if handle.read(4) != ELF_MAGIC:
-                return None
-            handle.seek(0)
-            elffile = ELFFile(handle)
-            for segment in elffile.iter_segments():
-                if not isinstance(segment, DynamicSegment):
-                    continue
-                soname = None
-                needed = []
-                for tag in segment.iter_tags():
-                    # pyelftools sets .needed and .soname on the tags of those kinds only.
-                    if tag.entry.d_tag == "DT_NEEDED":
-                        needed.append(str(tag.needed))  # type: ignore[attr-defined]
-                    elif tag.entry.d_tag == "DT_SONAME":
-                        soname = str(tag.soname)  # type: ignore[attr-defined]
-                return DynamicLinks(soname, tuple(needed))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        links = _read_dynamic_links(fd, os.fstat(fd).st_size)
+        return _dynamic_links_by_sections(path) if links is _ASK_PYELFTOOLS else links
     except OSError:
         return None
     except _BAD_CONTENT:
         return None  # a corrupt dynamic section links nothing we can name
+    finally:
+        os.close(fd)
+
+
+PT_LOAD, PT_DYNAMIC = 1, 2
+DT_NULL, DT_NEEDED, DT_STRTAB, DT_SONAME = 0, 1, 5, 14
+_ASK_PYELFTOOLS = DynamicLinks("", ())  # a marker: the string table is not where the loader would find it
+
+
+def _read_dynamic_links(fd: int, size: int) -> DynamicLinks | None:
+    ident = os.pread(fd, 16, 0)
+    if len(ident) < 16 or ident[:4] != ELF_MAGIC or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+        return None
+    is_64 = ident[4] == 2
+    layout = _ELF64 if is_64 else _ELF32
+    endian = "<" if ident[5] == 1 else ">"
+    header = _read_exact(fd, 0, layout.ehdr_size, size, "the ELF header")
+    phoff, phentsize, phnum = (
+        struct.unpack_from(endian + "Q", header, 32) + struct.unpack_from(endian + "HH", header, 54)
+        if is_64
+        else struct.unpack_from(endian + "I", header, 28) + struct.unpack_from(endian + "HH", header, 42)
+    )
+    if phnum == PN_XNUM:  # the real count is in section 0's sh_info
+        shoff = struct.unpack_from(endian + layout.e_shoff[1], header, layout.e_shoff[0])[0]
+        section0 = _read_exact(fd, shoff, layout.shdr_size, size, "section 0")
+        phnum = struct.unpack_from(endian + layout.sh_info[1], section0, layout.sh_info[0])[0]
+    if phnum and phentsize < layout.phdr_size:
+        raise _Corrupt(f"program header entry size {phentsize} is too small")
+    table = _read_exact(fd, phoff, phnum * phentsize, size, "the program header table")
+    phdr = struct.Struct(endian + layout.phdr_format)
+    loads: list[tuple[int, int, int]] = []  # (p_vaddr, p_filesz, p_offset)
+    dynamic: tuple[int, int] | None = None  # (p_offset, p_filesz) of the first PT_DYNAMIC
+    for index in range(phnum):
+        fields = phdr.unpack_from(table, index * phentsize)
+        p_type = fields[0]
+        p_offset, p_vaddr, p_filesz = (fields[2], fields[3], fields[5]) if is_64 else (fields[1], fields[2], fields[4])
+        if p_type == PT_LOAD:
+            loads.append((p_vaddr, p_filesz, p_offset))
+        elif p_type == PT_DYNAMIC and dynamic is None:
+            dynamic = (p_offset, p_filesz)
+    if dynamic is None:
+        return None  # statically linked, or an object file: it links nothing
+    entry = struct.Struct(endian + ("qQ" if is_64 else "iI"))
+    raw = _read_exact(fd, dynamic[0], dynamic[1], size, "the dynamic segment")
+    needed: list[int] = []
+    soname: int | None = None
+    strtab: int | None = None
+    for tag, value in entry.iter_unpack(raw[: len(raw) - len(raw) % entry.size]):
+        if tag == DT_NULL:
+            break
+        if tag == DT_NEEDED:
+            needed.append(value)
+        elif tag == DT_SONAME:
+            soname = value
+        elif tag == DT_STRTAB:
+            strtab = value
+    if soname is None and not needed:
+        return DynamicLinks(None, ())
+    table_offset = (
+        next((strtab - vaddr + offset for vaddr, filesz, offset in loads if vaddr <= strtab < vaddr + filesz), None)
+        if strtab is not None
+        else None
+    )
+    if table_offset is None:
+        return _ASK_PYELFTOOLS
+
+    def string(at: int) -> str:
+        data = b""
+        position = table_offset + at
+        while b"\0" not in data and position < size:
+            chunk = os.pread(fd, 256, position)
+            if not chunk:
+                break
+            data += chunk
+            position += len(chunk)
+        return data.split(b"\0", 1)[0].decode("utf-8", errors="replace")
+
+    return DynamicLinks(None if soname is None else string(soname), tuple(string(at) for at in needed))
+
+
+def _dynamic_links_by_sections(path: Path) -> DynamicLinks | None:
+    """pyelftools' answer, for a file whose string table the loaded segments do not hold (the section headers do)."""
+    with open(path, "rb") as handle:
+        elffile = ELFFile(handle)
+        for segment in elffile.iter_segments():
+            if not isinstance(segment, DynamicSegment):
+                continue
+            soname = None
+            needed = []
+            for tag in segment.iter_tags():
+                # pyelftools sets .needed and .soname on the tags of those kinds only.
+                if tag.entry.d_tag == "DT_NEEDED":
+                    needed.append(str(tag.needed))  # type: ignore[attr-defined]
+                elif tag.entry.d_tag == "DT_SONAME":
+                    soname = str(tag.soname)  # type: ignore[attr-defined]
+            return DynamicLinks(soname, tuple(needed))
     return None
 
 

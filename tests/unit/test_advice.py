@@ -88,6 +88,23 @@ def test_dynamic_links_reads_what_the_loader_needs(venv_site: Path) -> None:
     assert elf.dynamic_links(venv_site / "pkg/__init__.py") is None
 
 
+def test_dynamic_links_agree_with_pyelftools_on_this_machines_libraries(venv_site: Path) -> None:
+    """The struct reader against pyelftools' section-based answer, on the test's libraries and the system's own
+    (the interpreter, its shared libraries: real files of every kind a venv carries, built by another toolchain)."""
+    import sys
+
+    candidates = [*sorted(venv_site.rglob("*.so*")), Path(sys.executable).resolve()]
+    for folder in (Path(sys.executable).resolve().parent.parent / "lib", Path("/usr/lib/x86_64-linux-gnu")):
+        candidates += sorted(folder.glob("*.so*"))[:40] if folder.is_dir() else []
+    compared = 0
+    for path in candidates:
+        if path.is_symlink() or not path.is_file() or path.read_bytes()[:4] != elf.ELF_MAGIC:
+            continue
+        assert elf.dynamic_links(path) == elf._dynamic_links_by_sections(path), path
+        compared += 1
+    assert compared >= 3
+
+
 def test_the_table_names_what_the_builder_does_not_know(venv_site: Path) -> None:
     found = advise(plan_for(venv_site), None)
     by_name = {lib.soname: lib for lib in found.system_libraries}
