@@ -57,12 +57,50 @@ class Distribution:
 
 
 @dataclass(frozen=True)
+class Owners:
+    """File path -> the canonical name of the distribution whose RECORD lists it.
+
+    Keyed by the RECORD's own normalised paths, per site-packages directory, so that no string is made per file
+    (a 200,000-file venv held 28 MB of full paths for this alone).
+    """
+
+    by_site: Mapping[str, Mapping[str, str]]  # "<site-packages>/" -> path relative to it -> name
+    elsewhere: Mapping[str, str]  # rows outside every site-packages directory (``../../bin/x``): full path -> name
+
+    @classmethod
+    def of(cls, distributions: Iterable[Distribution]) -> Owners:
+        distributions = tuple(distributions)
+        by_site: dict[str, dict[str, str]] = {_prefix(d.site_packages): {} for d in distributions}
+        elsewhere: dict[str, str] = {}
+        for dist in distributions:
+            table = by_site[_prefix(dist.site_packages)]
+            for rel in dist.files:
+                if rel.startswith(("/", "../")) or rel == "..":
+                    full = _joined(str(dist.site_packages), rel)
+                    inside = next((p for p in by_site if full.startswith(p)), None)
+                    if inside is not None:
+                        by_site[inside][full[len(inside) :]] = dist.name
+                    else:
+                        elsewhere[full] = dist.name
+                else:
+                    table[rel] = dist.name
+        return cls(by_site, elsewhere)
+
+    def get(self, path: Path | str) -> str | None:
+        text = str(path)
+        for prefix, table in self.by_site.items():
+            if text.startswith(prefix):
+                return table.get(text[len(prefix) :])
+        return self.elsewhere.get(text)
+
+
+@dataclass(frozen=True)
 class Inventory:
     target: Target
     files: tuple[FileEntry, ...]
     directories: tuple[Path, ...]
     distributions: tuple[Distribution, ...]
-    owners: Mapping[str, str] = field(repr=False)  # str(file path) -> canonical distribution name (no Path per file)
+    owners: Owners = field(repr=False)
     bytes_outside: int = 0  # the target's files outside site-packages: interpreter, standard library, headers
 
     @property
@@ -77,7 +115,7 @@ class Inventory:
 
     def owner_of(self, path: Path) -> str | None:
         """The distribution that installed *path*: from RECORD, else by its top-level package directory."""
-        owner = self.owners.get(str(path))
+        owner = self.owners.get(path)
         if owner is not None:
             return owner
         for dist in self.distributions:
@@ -133,8 +171,12 @@ def scan(target: Target, *, inspect_elf: bool = True) -> Inventory:
                 facts = elf.inspect(path) if inspect_elf else None
             files.append(FileEntry(path, rel, site_packages, st.st_size, elf=facts, links=links))
     distributions = tuple(d for sp in target.site_packages for d in _read_distributions(sp, target.root))
-    owners = {_joined(str(dist.site_packages), rel): dist.name for dist in distributions for rel in dist.files}
+    owners = Owners.of(distributions)
     return Inventory(target, tuple(files), tuple(directories), distributions, owners, _bytes_outside(target))
+
+
+def _prefix(folder: Path) -> str:
+    return str(folder).rstrip("/") + "/"
 
 
 def _joined(folder: str, rel: str) -> str:

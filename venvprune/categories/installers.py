@@ -97,7 +97,7 @@ class Installers:
 
 def _is_own(inventory: Inventory, entry: FileEntry, dist: Distribution) -> bool:
     """*entry* belongs to *dist*: its RECORD lists it, or it is bytecode the installer compiled beside it."""
-    owner = inventory.owners.get(str(entry.path))
+    owner = inventory.owners.get(entry.path)
     if owner is not None:
         return owner == dist.name
     return entry.path.parent.name == "__pycache__" and inventory.owner_of(entry.path) == dist.name
