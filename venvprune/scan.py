@@ -10,6 +10,7 @@ import bisect
 import functools
 import os
 import stat
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PathDistribution
@@ -22,9 +23,11 @@ from venvprune.elf import DynamicLinks
 from venvprune.target import OWN_DIR_NAMES, Target
 
 ELF_MAGIC = b"\x7fELF"
+# One entry per file of the venv: without a __dict__ each takes half the memory (Python 3.10 and later).
+_SLOTS: dict[str, bool] = {"slots": True} if sys.version_info >= (3, 10) else {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **_SLOTS)
 class FileEntry:
     """A regular file or a symlink (never followed) inside a site-packages directory."""
 
