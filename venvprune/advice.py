@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from venvprune.plan import ActionKind, Plan, ancestors
+from venvprune.plan import ActionKind, Plan
 from venvprune.scan import FileEntry
 
 # The C library and its loader: every base image has them, and they are never installed on their own.
@@ -133,9 +133,12 @@ class PackageDatabase(Protocol):
 def advise(plan: Plan, database: PackageDatabase | None) -> Advice:
     """The advice for the image that *plan* leaves."""
     remaining = _remaining_files(plan)
-    provided = {f.path.name for f in remaining} | {f.links.soname for f in remaining if f.links and f.links.soname}
+    linked = [f for f in remaining if f.links is not None]  # the ELF files: a few hundred of the venv's files
+    needed = {name for f in linked if f.links for name in f.links.needed}
+    provided = {f.links.soname for f in linked if f.links and f.links.soname}
+    provided |= {name for f in remaining if (name := f.rel.rpartition("/")[2]) in needed} if needed else set()
     needers: dict[str, list[str]] = {}
-    for entry in remaining:
+    for entry in linked:
         for name in entry.links.needed if entry.links else ():
             if name not in provided and not C_LIBRARY.match(name):
                 needers.setdefault(name, []).append(entry.rel)
@@ -163,13 +166,13 @@ def _debian_name(soname: str, owner: str | None, database: PackageDatabase | Non
 
 def _remaining_files(plan: Plan) -> list[FileEntry]:
     """The files of site-packages that the plan does not remove, with their size after it (stripped or not)."""
-    removed_dirs = {str(a.path) for a in plan.actions if a.kind is ActionKind.REMOVE and a.is_directory}
-    removed = {a.path for a in plan.actions if a.kind is ActionKind.REMOVE}
-    return [
-        f
-        for f in plan.inventory.files
-        if f.path not in removed and not any(parent in removed_dirs for parent in ancestors(str(f.path)))
-    ]
+    index = plan.inventory.index
+    gone: set[str] = set()  # path strings: the index has made them already
+    for action in plan.actions:
+        if action.kind is ActionKind.REMOVE:
+            entries = index.under(action.path) if action.is_directory else index.exact(action.path)
+            gone.update(str(f.path) for f in entries)
+    return [f for f in plan.inventory.files if str(f.path) not in gone]
 
 
 def _gpu(plan: Plan, remaining: Iterable[FileEntry]) -> tuple[GpuPayload, ...]:
@@ -179,10 +182,14 @@ def _gpu(plan: Plan, remaining: Iterable[FileEntry]) -> tuple[GpuPayload, ...]:
     saved = {a.path: a.bytes_saved for a in plan.actions if a.kind is ActionKind.REWRITE}
     sizes: dict[str, int] = {}
     libraries: dict[str, list[str]] = {}
+    any_gpu_distribution = any(GPU_DISTRIBUTION.match(d.name) for d in inventory.distributions)
     for entry in remaining:
+        is_library = GPU_LIBRARY.match(entry.rel.rpartition("/")[2]) is not None
+        in_folder = entry.rel.startswith(GPU_FOLDERS)
+        if not (is_library or in_folder or any_gpu_distribution):
+            continue  # its owner cannot make it a GPU file: no need to look it up
         owner = inventory.owner_of(entry.path) or ""
-        is_library = GPU_LIBRARY.match(entry.path.name) is not None
-        if is_library or GPU_DISTRIBUTION.match(owner) or entry.rel.startswith(GPU_FOLDERS):
+        if is_library or in_folder or GPU_DISTRIBUTION.match(owner):
             sizes[owner] = sizes.get(owner, 0) + entry.size - saved.get(entry.path, 0)
             if is_library:
                 libraries.setdefault(owner, []).append(entry.rel)

@@ -69,6 +69,8 @@ class Owners:
 
     by_site: Mapping[str, Mapping[str, str]]  # "<site-packages>/" -> path relative to it -> name
     elsewhere: Mapping[str, str]  # rows outside every site-packages directory (``../../bin/x``): full path -> name
+    # "<site-packages>/" -> a top-level name (package, module, metadata folder) -> the first distribution naming it
+    top_level: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, distributions: Iterable[Distribution]) -> Owners:
@@ -87,7 +89,12 @@ class Owners:
                         elsewhere[full] = dist.name
                 else:
                     table[rel] = dist.name
-        return cls(by_site, elsewhere)
+        top_level: dict[str, dict[str, str]] = {prefix: {} for prefix in by_site}
+        for dist in distributions:
+            names = top_level[_prefix(dist.site_packages)]
+            for name in (*sorted(dist.top_level), dist.metadata_dir.name):
+                names.setdefault(name, dist.name)
+        return cls(by_site, elsewhere, top_level)
 
     def get(self, path: Path | str) -> str | None:
         text = str(path)
@@ -95,6 +102,14 @@ class Owners:
             if text.startswith(prefix):
                 return table.get(text[len(prefix) :])
         return self.elsewhere.get(text)
+
+    def by_top_level(self, path: Path | str) -> str | None:
+        """The first distribution (in scan order) whose top-level names hold *path*'s first component."""
+        text = str(path)
+        for prefix, names in self.top_level.items():
+            if text.startswith(prefix):
+                return names.get(text[len(prefix) :].split("/", 1)[0])
+        return None
 
 
 @dataclass(frozen=True)
@@ -119,16 +134,7 @@ class Inventory:
     def owner_of(self, path: Path) -> str | None:
         """The distribution that installed *path*: from RECORD, else by its top-level package directory."""
         owner = self.owners.get(path)
-        if owner is not None:
-            return owner
-        for dist in self.distributions:
-            try:
-                first = path.relative_to(dist.site_packages).parts[0]
-            except (ValueError, IndexError):
-                continue
-            if first in dist.top_level or first == dist.metadata_dir.name:
-                return dist.name
-        return None
+        return owner if owner is not None else self.owners.by_top_level(path)
 
     def distribution(self, name: str) -> Distribution | None:
         return next((d for d in self.distributions if d.name == name), None)
