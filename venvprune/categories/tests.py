@@ -46,11 +46,12 @@ class Tests:
         importers = _find_importers(inventory.files, candidates)
         actions: list[Action] = []
         kept: list[Kept] = []
+        code_files: dict[str, tuple[str, ...]] = {}
         for dotted, directory in sorted(candidates.items()):
             contents = index.under(directory)
             size = sum(f.size for f in contents)
             owner = inventory.distribution(inventory.owner_of(contents[0].path if contents else directory) or "")
-            importer = importers.get(dotted) or _own_code(inventory, directory, owner)  # why it stays
+            importer = importers.get(dotted) or _own_code(inventory, directory, owner, code_files)  # why it stays
             if importer is not None:
                 kept.append(Kept(directory, self.name, importer, size))
                 continue
@@ -69,12 +70,19 @@ class Tests:
         return CategoryResult(tuple(actions), tuple(kept))
 
 
-def _own_code(inventory: Inventory, directory: Path, owner: Distribution | None) -> str | None:
-    """Why *directory* is its distribution's own code, not a test suite; None when it is not."""
+def _own_code(
+    inventory: Inventory, directory: Path, owner: Distribution | None, code_files: dict[str, tuple[str, ...]]
+) -> str | None:
+    """Why *directory* is its distribution's own code, not a test suite; None when it is not.
+
+    *code_files*: each distribution's modules, listed once (torch has hundreds of test folders and 20,000 files).
+    """
     if owner is None:
         return None
     rel = inventory.target.relative(directory)
-    code = [f for f in owner.files if f.endswith(_CODE_SUFFIXES) and not f.startswith("..")]
+    if owner.name not in code_files:
+        code_files[owner.name] = tuple(f for f in owner.files if f.endswith(_CODE_SUFFIXES) and not f.startswith(".."))
+    code = code_files[owner.name]
     if code and all(f.startswith(rel + "/") for f in code):
         return f"the code of distribution {owner.name}, not a test suite: its only package"
     if rel in _top_level_names(owner):
