@@ -483,3 +483,23 @@ def elf_files(root: Path) -> list[Path]:
                     if handle.read(4) == b"\x7fELF":
                         found.append(path)
     return sorted(found)
+
+
+def unmapped_string_table(path: Path, destination: Path) -> Path:
+    """A copy of *path* whose ``DT_STRTAB`` names an address that no ``PT_LOAD`` segment maps, so that only the
+    section headers say where the dynamic string table is: the file venvprune reads with pyelftools."""
+    data = bytearray(path.read_bytes())
+    with open(path, "rb") as handle:
+        elffile = ELFFile(handle)
+        entry = struct.Struct(("<" if elffile.little_endian else ">") + ("qQ" if elffile.elfclass == 64 else "iI"))
+        dynamic = next(s for s in elffile.iter_segments() if s["p_type"] == "PT_DYNAMIC")
+        beyond = max(s["p_vaddr"] + s["p_memsz"] for s in elffile.iter_segments() if s["p_type"] == "PT_LOAD")
+    patched = 0
+    for offset in range(dynamic["p_offset"], dynamic["p_offset"] + dynamic["p_filesz"], entry.size):
+        tag, _value = entry.unpack_from(data, offset)
+        if tag == 5:  # DT_STRTAB
+            entry.pack_into(data, offset, tag, beyond + 0x100000)
+            patched += 1
+    assert patched == 1, f"{path}: {patched} DT_STRTAB entries"
+    destination.write_bytes(data)
+    return destination

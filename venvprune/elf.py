@@ -1,4 +1,7 @@
-"""Everything pyelftools: detect ELF files, measure what can be cut, write the stripped copy.
+"""Everything ELF: detect ELF files, measure what can be cut, write the stripped copy, read what the loader needs.
+
+Headers are unpacked with struct; pyelftools (imported only when needed) reads the rare file whose dynamic string
+table lies in no loaded segment.
 
 The one rule: never move or change a byte the dynamic loader maps (docs/why.md, rule 6). GNU strip relayouts
 the whole file, and on libraries that auditwheel's patchelf extended with extra PT_LOAD segments the loader
@@ -35,11 +38,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
-
-from elftools.common.exceptions import ELFError
-from elftools.construct import ConstructError
-from elftools.elf.dynamic import DynamicSegment
-from elftools.elf.elffile import ELFFile
 
 MIN_HEADER_SIZE = 52  # an ELF32 header
 ET_EXEC, ET_DYN = 2, 3
@@ -178,9 +176,9 @@ def _skip(reason: str, left_in_place: int = 0) -> ElfFacts:
     return ElfFacts(bytes_saved=0, left_in_place=left_in_place, skip_reason=reason)
 
 
-# Errors pyelftools and struct raise on bad content. pyelftools parses lazily, so anything may surface at any
-# step; they are caught around the whole inspection, never around single calls (docs/why.md, "Stripping").
-_BAD_CONTENT = (ELFError, ConstructError, struct.error, ValueError, EOFError, IndexError, KeyError, OverflowError)
+# Errors the parsing raises on bad content: they are caught around the whole inspection, never around single calls
+# (docs/why.md, "Stripping").
+_BAD_CONTENT = (struct.error, ValueError, EOFError, IndexError, KeyError, OverflowError)
 
 
 def inspect(path: Path) -> ElfFacts:
@@ -313,21 +311,31 @@ def _read_dynamic_links(fd: int, size: int) -> DynamicLinks | None:
 
 
 def _dynamic_links_by_sections(path: Path) -> DynamicLinks | None:
-    """pyelftools' answer, for a file whose string table the loaded segments do not hold (the section headers do)."""
-    with open(path, "rb") as handle:
-        elffile = ELFFile(handle)
-        for segment in elffile.iter_segments():
-            if not isinstance(segment, DynamicSegment):
-                continue
-            soname = None
-            needed = []
-            for tag in segment.iter_tags():
-                # pyelftools sets .needed and .soname on the tags of those kinds only.
-                if tag.entry.d_tag == "DT_NEEDED":
-                    needed.append(str(tag.needed))  # type: ignore[attr-defined]
-                elif tag.entry.d_tag == "DT_SONAME":
-                    soname = str(tag.soname)  # type: ignore[attr-defined]
-            return DynamicLinks(soname, tuple(needed))
+    """pyelftools' answer, for a file whose string table the loaded segments do not hold (the section headers do).
+
+    Imported here: no other file needs it, and importing it cost every run about a tenth of a second.
+    """
+    from elftools.common.exceptions import ELFError
+    from elftools.construct import ConstructError
+    from elftools.elf.dynamic import DynamicSegment
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        with open(path, "rb") as handle:
+            for segment in ELFFile(handle).iter_segments():
+                if not isinstance(segment, DynamicSegment):
+                    continue
+                soname = None
+                needed = []
+                for tag in segment.iter_tags():
+                    # pyelftools sets .needed and .soname on the tags of those kinds only.
+                    if tag.entry.d_tag == "DT_NEEDED":
+                        needed.append(str(tag.needed))  # type: ignore[attr-defined]
+                    elif tag.entry.d_tag == "DT_SONAME":
+                        soname = str(tag.soname)  # type: ignore[attr-defined]
+                return DynamicLinks(soname, tuple(needed))
+    except (ELFError, ConstructError):
+        return None
     return None
 
 

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from tests.cli_runner import run_cli
-from tests.elf_helpers import shared_library
+from tests.elf_helpers import shared_library, unmapped_string_table
 from tests.site_builder import install_dist, make_site
 from venvprune import advice, categories, elf
 from venvprune.advice import Advice, advise
@@ -88,12 +88,27 @@ def test_dynamic_links_reads_what_the_loader_needs(venv_site: Path) -> None:
     assert elf.dynamic_links(venv_site / "pkg/__init__.py") is None
 
 
+def _read_by_segments(path: Path) -> elf.DynamicLinks | None:
+    import os
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return elf._read_dynamic_links(fd, path.stat().st_size)
+    finally:
+        os.close(fd)
+
+
 def test_dynamic_links_agree_with_pyelftools_on_this_machines_libraries(venv_site: Path) -> None:
     """The struct reader against pyelftools' section-based answer, on the test's libraries and the system's own
     (the interpreter, its shared libraries: real files of every kind a venv carries, built by another toolchain)."""
     import sys
 
-    candidates = [*sorted(venv_site.rglob("*.so*")), Path(sys.executable).resolve()]
+    libraries = sorted(venv_site.rglob("*.so*"))
+    # One whose DT_STRTAB lies in no loaded segment: read through the section headers, by pyelftools itself.
+    unmapped = unmapped_string_table(venv_site / "pkg/_ext.cpython-311-x86_64-linux-gnu.so", venv_site.parent / "u.so")
+    assert _read_by_segments(unmapped) is elf._ASK_PYELFTOOLS
+    assert "libz.so.1" in (elf.dynamic_links(unmapped) or elf.DynamicLinks(None, ())).needed
+    candidates = [*libraries, unmapped, Path(sys.executable).resolve()]
     for folder in (Path(sys.executable).resolve().parent.parent / "lib", Path("/usr/lib/x86_64-linux-gnu")):
         candidates += sorted(folder.glob("*.so*"))[:40] if folder.is_dir() else []
     compared = 0
