@@ -109,7 +109,16 @@ def _quote(field: str) -> str:
 def row_sizes(rows: Iterable[Row], line_end: str = "\n") -> list[int]:
     """Bytes each row takes in a RECORD written by :func:`dump` (what removing the row saves)."""
     end = len(line_end)
-    return [len(_format(row).encode("utf-8")) + end for row in rows]
+    return [_formatted_size(row) + end for row in rows]
+
+
+def _formatted_size(row: Row) -> int:
+    joined = ",".join(row.fields)
+    # Nearly every row: no field holds a comma, a quote, CR or LF, so :func:`_format` would return it joined.
+    plain = joined.count(",") == len(row.fields) - 1 and not any(c in joined for c in '"\r\n')
+    if plain and row.fields != ("",):
+        return len(joined) if joined.isascii() else len(joined.encode("utf-8"))
+    return len(_format(row).encode("utf-8"))
 
 
 def hash_bytes(data: bytes) -> str:
@@ -127,7 +136,14 @@ def hash_file(path: str | os.PathLike[str]) -> str:
 
 def normalise(row_path: str) -> str:
     """A RECORD path in one spelling (``pkg/./a.py`` -> ``pkg/a.py``); ``..`` is kept for files outside."""
-    return posixpath.normpath(row_path) if row_path else row_path
+    if not row_path or not _may_change(row_path):
+        return row_path  # normpath would return it as it is: this runs for every row of every RECORD
+    return posixpath.normpath(row_path)
+
+
+def _may_change(row_path: str) -> bool:
+    """Whether normpath may change *row_path*: only a "." or ".." part, an empty part or a trailing slash can."""
+    return "/." in row_path or row_path.startswith(".") or "//" in row_path or row_path.endswith("/")
 
 
 def _encode(digest: bytes) -> str:

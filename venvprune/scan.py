@@ -271,7 +271,8 @@ def _read_distributions(site_packages: Path, root: Path) -> Iterator[Distributio
         if not metadata_dir.is_dir() or metadata_dir.is_symlink():
             continue
         dist = PathDistribution(metadata_dir)
-        name = dist.metadata["Name"] or metadata_dir.name.split("-")[0]
+        metadata = dist.metadata  # parsed once: dist.version would parse the file again
+        name = metadata["Name"] or metadata_dir.name.split("-")[0]
         record = metadata_dir / "RECORD"
         line_bytes = _record_line_bytes(record) if record.is_file() else {}
         files = frozenset(line_bytes)
@@ -281,7 +282,7 @@ def _read_distributions(site_packages: Path, root: Path) -> Iterator[Distributio
             top_level.update(line.strip() for line in top_level_txt.splitlines() if line.strip())
         yield Distribution(
             name=canonicalize_name(name),
-            version=dist.version or "",
+            version=metadata["Version"] or "",
             metadata_dir=metadata_dir,
             site_packages=site_packages,
             record=record if record.is_file() else None,
