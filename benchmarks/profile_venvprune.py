@@ -68,6 +68,7 @@ def main() -> int:
         sys.exit("profile_venvprune.py: py-spy not found; pip install py-spy")
     venv = args.venv.resolve()
     name = args.name or venv.name
+    args.out = args.out.resolve()  # py-spy writes the samples from inside the work folder
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="profile-", dir=args.workdir or venv.parent))
     try:
