@@ -45,9 +45,7 @@ def run_task(task: Task) -> Result:
         if missing:
             # Not a pass, and not a failure on its own: the judge fails it when it passed before (a regression).
             result["optional_missing"] = missing
-            result["error"] = _one_line(
-                "needs %s, not installed (an optional dependency): %s" % (missing, result["error"])
-            )
+            result["error"] = _one_line("needs %s, not installed: %s" % (missing, result["error"]))
     result["seconds"] = round(time.perf_counter() - started, 4)
     return result
 
