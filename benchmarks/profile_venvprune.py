@@ -113,23 +113,17 @@ def _sampled_run(py_spy: str, venv: Path, workdir: Path, mode: str, rate: int, s
         "--",
         *_venvprune(mode, copy, "--memory", str(memory_file)),
     ]
-    subprocess.run(
-        command,
-        cwd=workdir,
-        env=venvprune_environment(REPO, workdir / "tmp"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=True,
-    )
-    shutil.rmtree(copy)
-    memory: dict[str, Any] = json.loads(memory_file.read_text())
-    return memory
+    return _run_on_copy(command, copy, workdir, memory_file)
 
 
 def _traced_run(venv: Path, workdir: Path, mode: str) -> dict[str, Any]:
     copy = _fresh_copy(venv, workdir)
     trace_file = workdir / "trace.json"
-    command = _venvprune(mode, copy, "--tracemalloc", str(trace_file))
+    return _run_on_copy(_venvprune(mode, copy, "--tracemalloc", str(trace_file)), copy, workdir, trace_file)
+
+
+def _run_on_copy(command: list[str], copy: Path, workdir: Path, result_file: Path) -> dict[str, Any]:
+    """Run *command* on the fresh *copy*, delete the copy, and return the JSON it wrote to *result_file*."""
     subprocess.run(
         command,
         cwd=workdir,
@@ -139,8 +133,8 @@ def _traced_run(venv: Path, workdir: Path, mode: str) -> dict[str, Any]:
         check=True,
     )
     shutil.rmtree(copy)
-    traced: dict[str, Any] = json.loads(trace_file.read_text())
-    return traced
+    result: dict[str, Any] = json.loads(result_file.read_text())
+    return result
 
 
 def _aggregate(samples: Path, rate: int) -> dict[str, Any]:
