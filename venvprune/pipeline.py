@@ -9,6 +9,7 @@ import contextlib
 import enum
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -141,15 +142,28 @@ def _prune(config: Config, progress: Progress) -> Outcome:
                 inventory, selected, config.keep, restored, knowledge=knowledge.load(), warm=warm_bytecode
             )
             phases.detail = f"{len(plan.actions)} changes"
-        with phases.run("advise"):
-            found = advise(plan, builder_database())
-            more = _more_with_max(config, plan, restored, warm_bytecode) if config.dry_run else ()
-            phases.detail = f"{len(found.system_libraries)} system libraries"
-        if config.dry_run:
-            outcome = Outcome(plan, True, Status.SUCCESS, timings=tuple(phases.timings))
-        else:
-            outcome = _apply(config, target, plan, recovery, phases)
-        return replace(outcome, advice=found, more_with_max=more, profile=config.profile, warm=warm_set)
+        # The advice mostly waits on the package database (dpkg -S): it runs beside the rest of the prune.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="venvprune-advice") as background:
+            advising = background.submit(advise, plan, builder_database())
+            more: tuple[CategorySaving, ...] = ()
+            if config.dry_run:
+                outcome = Outcome(plan, True, Status.SUCCESS)
+                if config.profile == categories.SAFE:
+                    with phases.run("max plan"):  # what --profile max would save besides, for the report
+                        more = _more_with_max(config, plan, restored, warm_bytecode)
+            else:
+                outcome = _apply(config, target, plan, recovery, phases)
+            with phases.run("advise"):
+                found = advising.result()
+                phases.detail = f"{len(found.system_libraries)} system libraries"
+        return replace(
+            outcome,
+            advice=found,
+            more_with_max=more,
+            profile=config.profile,
+            warm=warm_set,
+            timings=tuple(phases.timings),
+        )
 
 
 def warm_modules(config: Config) -> tuple[str, ...]:
@@ -166,9 +180,7 @@ def _warm_bytecode(warm_set: warm.WarmSet | None) -> WarmBytecode | None:
 def _more_with_max(
     config: Config, plan: Plan, restored: Mapping[Path, str], warm_bytecode: WarmBytecode | None
 ) -> tuple[CategorySaving, ...]:
-    """What ``--profile max`` would save beyond this plan, per category (shown by a dry run under ``safe``)."""
-    if config.profile != categories.SAFE:
-        return ()
+    """What ``--profile max`` would save beyond this plan (made under ``safe``), per category."""
     chosen = set(plan.categories)
     extra = [
         c

@@ -34,9 +34,10 @@ def site(tmp_path: Path) -> Path:
 run = run_cli
 
 
-def test_dry_run_changes_nothing_and_prints_the_plan(site: Path) -> None:
+@pytest.mark.parametrize("profile", ["safe", "max"])
+def test_dry_run_changes_nothing_and_prints_the_plan(site: Path, profile: str) -> None:
     before = tree_digest(site.parents[2])
-    code, out, err = run("--dry-run", "--exclude", "debug-symbols", str(site))
+    code, out, err = run("--dry-run", "--profile", profile, "--exclude", "debug-symbols", str(site))
     assert code == 0
     assert tree_digest(site.parents[2]) == before
     assert "bytecode" in out and "tests" in out

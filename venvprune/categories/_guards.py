@@ -17,8 +17,10 @@ from venvprune.scan import FileEntry, Inventory
 METADATA_SUFFIXES = (".dist-info", ".egg-info", ".data")
 TEST_DIR_NAMES = frozenset({"tests", "test"})
 
-# A quoted string that could name a file: word characters, dots, slashes, dashes, plus signs.
-_STRING_LITERAL = re.compile(rb"""["']([\w./+-]+)["']""")
+# A quoted string that could name a file: word characters, dots, slashes, dashes, plus signs. The lookahead and
+# backreference make the run atomic: a run not closed by a quote fails at once instead of being retried one
+# character shorter at a time, which took a third of the time (a shorter run is never closed by a quote either).
+_STRING_LITERAL = re.compile(rb"""["'](?=([\w./+-]+))\1["']""")
 
 
 def in_package(rel: str) -> bool:
