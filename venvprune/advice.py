@@ -171,8 +171,8 @@ def _remaining_files(plan: Plan) -> list[FileEntry]:
     for action in plan.actions:
         if action.kind is ActionKind.REMOVE:
             entries = index.under(action.path) if action.is_directory else index.exact(action.path)
-            gone.update(str(f.path) for f in entries)
-    return [f for f in plan.inventory.files if str(f.path) not in gone]
+            gone.update(f.path_str for f in entries)
+    return [f for f in plan.inventory.files if f.path_str not in gone]
 
 
 def _gpu(plan: Plan, remaining: Iterable[FileEntry]) -> tuple[GpuPayload, ...]:

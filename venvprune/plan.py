@@ -174,9 +174,13 @@ def build_plan(
     if warm is not None:
         actions, kept_warm = _keep_warm(actions, warm, index)
         kept.extend(kept_warm)
-        present = {f.path for f in inventory.files}
+        present = {f.path_str for f in inventory.files}
         to_compile = tuple(
-            sorted((source, pyc) for pyc, source in warm.files.items() if pyc not in present and source in present)
+            sorted(
+                (source, pyc)
+                for pyc, source in warm.files.items()
+                if str(pyc) not in present and str(source) in present
+            )
         )
     user_keep = _Globs(inventory, [(glob, f"--keep {glob}") for glob in keep_globs])
     known_keep = _Globs(
@@ -224,16 +228,16 @@ def savings_beyond(plan: Plan, other: Plan) -> tuple[CategorySaving, ...]:
                 for entry in index.under(action.path) if action.is_directory else index.exact(action.path):
                     yield action, entry
 
-    gone = {entry.path for _, entry in removed_files(plan.actions)}
-    stripped = {a.path: a.bytes_saved for a in plan.actions if a.kind is ActionKind.REWRITE}
+    gone = {entry.path_str for _, entry in removed_files(plan.actions)}
+    stripped = {str(a.path): a.bytes_saved for a in plan.actions if a.kind is ActionKind.REWRITE}
     files: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
     for action, entry in removed_files(other.actions):
-        if entry.path in gone or entry.is_symlink:
+        if entry.path_str in gone or entry.is_symlink:
             continue
-        gone.add(entry.path)
+        gone.add(entry.path_str)
         files[action.category] += 1
-        sizes[action.category] += entry.size - stripped.get(entry.path, 0)
+        sizes[action.category] += entry.size - stripped.get(entry.path_str, 0)
     return tuple(CategorySaving(name, files[name], sizes[name]) for name in other.categories if name in files)
 
 

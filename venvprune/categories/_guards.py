@@ -53,7 +53,7 @@ class Mentions:
             for entry in self._inventory.files:
                 # A test suite's code names files it reads in tests, not at run time.
                 if entry.rel.endswith(".py") and not entry.is_symlink and TEST_DIR_NAMES.isdisjoint(entry.parts):
-                    self._code.setdefault(self._inventory.owner_of(entry.path), []).append(entry)
+                    self._code.setdefault(self._inventory.owner_of(entry.path_str), []).append(entry)
         return self._code
 
 
@@ -62,7 +62,8 @@ def _literal_names(files: Iterable[FileEntry]) -> dict[str, str]:
     seen: set[bytes] = set()
     for entry in files:
         try:
-            source = entry.path.read_bytes()
+            with open(entry.path_str, "rb") as handle:
+                source = handle.read()
         except OSError:
             continue
         # findall and the set run in C; only a literal not seen in an earlier file is split here.

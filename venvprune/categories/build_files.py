@@ -52,9 +52,7 @@ class BuildFiles:
             key=lambda d: len(d.parts),
         )
         extension_modules = {
-            (f.path.parent, f.path.name.split(".")[0])
-            for f in inventory.files
-            if f.path.name.endswith(EXTENSION_SUFFIXES)
+            (f.path.parent, f.name.split(".")[0]) for f in inventory.files if f.name.endswith(EXTENSION_SUFFIXES)
         }
         whole: list[Path] = []
         for directory in include_dirs:
@@ -92,11 +90,11 @@ class BuildFiles:
 
 def _is_header(entry: FileEntry) -> bool:
     """A header by name, or a file without a suffix in an include folder (C++ headers such as ``Eigen/Core``)."""
-    return entry.path.suffix in HEADER_SUFFIXES or not entry.path.suffix
+    return entry.suffix in HEADER_SUFFIXES or not entry.suffix
 
 
 def _kind(entry: FileEntry) -> str | None:
-    suffix = entry.path.suffix
+    suffix = entry.suffix
     if suffix in HEADER_SUFFIXES:
         return "header"
     if suffix in SOURCE_SUFFIXES:

@@ -58,7 +58,7 @@ class Bytecode:
             # On the relative path's text: this runs for every file of the venv.
             if not _is_bytecode(entry.rel) or _folder_name(entry.rel) == "__pycache__":
                 continue
-            present = present or {str(f.path) for f in inventory.files}
+            present = present or {f.path_str for f in inventory.files}
             if str(entry.path.with_suffix(".py")) in present:
                 actions.append(
                     self._file(inventory, entry, "bytecode beside its .py source, which Python imports instead")

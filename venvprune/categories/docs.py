@@ -65,7 +65,7 @@ class Docs:
                 )
             )
         for entry in inventory.files:
-            name = entry.path.name
+            name = entry.name
             stem, dot, suffix = name.partition(".")
             if (
                 entry.is_symlink

@@ -66,14 +66,14 @@ class Installers:
             if all(_is_own(inventory, f, dist) for f in contents):
                 owned_folders.append(folder)
                 yield self._action(folder, contents, dist, is_directory=True)
-        files = {f.path: f for f in inventory.files}
+        files = {f.path_str: f for f in inventory.files}
         for rel in sorted(inside):
             path = dist.site_packages / rel
             if path == dist.metadata_dir or dist.metadata_dir in path.parents:
                 continue
-            if any(folder in path.parents for folder in owned_folders) or path not in files:
+            if any(folder in path.parents for folder in owned_folders) or str(path) not in files:
                 continue
-            yield self._action(path, [files[path]], dist)
+            yield self._action(path, [files[str(path)]], dist)
         for script in dist.scripts:
             # Outside site-packages: removed, and not counted, since every figure is of site-packages.
             yield self._action(script.path, [], dist)
@@ -97,10 +97,10 @@ class Installers:
 
 def _is_own(inventory: Inventory, entry: FileEntry, dist: Distribution) -> bool:
     """*entry* belongs to *dist*: its RECORD lists it, or it is bytecode the installer compiled beside it."""
-    owner = inventory.owners.get(entry.path)
+    owner = inventory.owners.get(entry.path_str)
     if owner is not None:
         return owner == dist.name
-    return entry.path.parent.name == "__pycache__" and inventory.owner_of(entry.path) == dist.name
+    return entry.parts[-2:-1] == ("__pycache__",) and inventory.owner_of(entry.path_str) == dist.name
 
 
 def _environment(python_version: str | None) -> dict[str, str]:

@@ -8,7 +8,6 @@ marker whose name its package's code names. The knowledge base may keep more.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from venvprune.categories._guards import mentions
 from venvprune.plan import Action, ActionKind, CategoryResult, Kept
@@ -28,12 +27,12 @@ class Stubs:
 
     def plan(self, inventory: Inventory, planned: Sequence[Action]) -> CategoryResult:
         named = mentions(inventory)
-        present = {f.path for f in inventory.files}
+        present = {f.path_str for f in inventory.files}
         actions: list[Action] = []
         kept: list[Kept] = []
         for entry in inventory.files:
-            is_stub = entry.path.suffix == STUB_SUFFIX
-            if entry.is_symlink or not (is_stub or entry.path.name == MARKER):
+            is_stub = entry.suffix == STUB_SUFFIX
+            if entry.is_symlink or not (is_stub or entry.name == MARKER):
                 continue
             why = _attached_by(entry, present) if is_stub else None
             reader = named.naming(entry.path)
@@ -56,10 +55,10 @@ class Stubs:
         return CategoryResult(tuple(actions), tuple(kept))
 
 
-def _attached_by(stub: FileEntry, present: set[Path]) -> str | None:
+def _attached_by(stub: FileEntry, present: set[str]) -> str | None:
     """Why a lazy loader reads *stub* at import: the module beside it attaches it."""
     module = stub.path.with_suffix(".py")
-    if module not in present:
+    if str(module) not in present:
         return None
     try:
         source = module.read_bytes()

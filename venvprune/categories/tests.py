@@ -161,12 +161,13 @@ def _outer(dotted: str, candidates: dict[str, Path]) -> Iterator[str]:
 
 def _imported_candidates(entry: FileEntry, candidates: dict[str, Path]) -> Iterator[str]:
     try:
-        source = entry.path.read_bytes()
+        with open(entry.path_str, "rb") as handle:
+            source = handle.read()
     except OSError:
         return
     module = _module_name(entry.rel[: -len(".py")])
     for snippet in import_snippets(source):
-        for imported in imported_names(snippet, module, entry.path.name == "__init__.py"):
+        for imported in imported_names(snippet, module, entry.name == "__init__.py"):
             yield from _candidates_covering(imported, candidates)
 
 

@@ -173,7 +173,7 @@ def _attribution(plan: Plan, baseline: Baseline) -> Attribution:
     inventory = plan.inventory
 
     def files_named(directory: Path, name: str) -> bool:
-        return any(f.path.name == name for f in inventory.index.under(directory))
+        return any(f.name == name for f in inventory.index.under(directory))
 
     return Attribution(inventory.target.site_packages, inventory.owner_of, files_named, baseline.module_owners)
 

@@ -69,7 +69,8 @@ def _changed_distributions(executed: Iterable[Action], inventory: Inventory) -> 
             changed.add(owner)
             continue
         # A directory (site-packages/__pycache__) may hold many owners.
-        for owner in {inventory.owner_of(f.path) for f in inventory.index.under(action.path)} or {action.distribution}:
+        owners = {inventory.owner_of(f.path_str) for f in inventory.index.under(action.path)}
+        for owner in owners or {action.distribution}:
             if owner is None:
                 return None
             changed.add(owner)
