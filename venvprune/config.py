@@ -101,7 +101,12 @@ class Config:
     heal: bool = _option(True, "--no-heal", help="Fail at the first regression instead of restoring.")
     manifest: bool = _option(True, "--no-manifest", help="Do not write the final-stage checker into the venv.")
     jobs: int = _option(
-        0, "--jobs", metavar="N", minimum=0, commands=BOTH, help="Import workers (default 0: one per CPU)."
+        0,
+        "--jobs",
+        metavar="N",
+        minimum=0,
+        commands=BOTH,
+        help="Import workers (default 0: one per usable CPU; a container's CPU quota counts).",
     )
     check_module: tuple[str, ...] = _option(
         (),

@@ -7,6 +7,7 @@ each takes well under a second except the hang, which waits for a one-second tim
 from __future__ import annotations
 
 import importlib.machinery
+import os
 import struct
 import sys
 from pathlib import Path
@@ -282,3 +283,18 @@ def test_an_entry_point_of_an_extra_that_is_not_installed_needs_it(
     assert needs["optional_missing"] == "venvprune-absent-web (its [d] extra)", needs
     plain = tasks.run_task({**task, "value": "daemonx:main"})
     assert not plain["ok"] and not plain.get("optional_missing")
+
+
+@pytest.mark.parametrize(
+    ("quota", "period", "cpus"),
+    [
+        ("max", "100000\n", None),  # cgroup v2 without a limit
+        ("100000", "100000\n", 1),  # docker run --cpus 1
+        ("150000", "100000\n", 2),  # --cpus 1.5: two workers, not one
+        ("-1\n", "100000\n", None),  # cgroup v1 without a limit
+        ("", "", None),
+    ],
+)
+def test_a_cgroup_cpu_quota_caps_the_workers(quota: str, period: str, cpus: int | None) -> None:
+    assert pool.quota_cpus(quota, period) == cpus
+    assert 1 <= pool.usable_cpus() <= (os.cpu_count() or 1)

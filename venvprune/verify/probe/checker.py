@@ -99,7 +99,7 @@ def check_main(argv: List[str]) -> int:
     )
     beside = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), MANIFEST_NAME)
     parser.add_argument("--manifest", default=beside)
-    parser.add_argument("--jobs", type=int, default=0, help="worker processes (default: one per CPU)")
+    parser.add_argument("--jobs", type=int, default=0, help="worker processes (default: one per usable CPU)")
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="seconds allowed per check (from 1 to %d)" % MAX_TIMEOUT
     )

@@ -102,7 +102,7 @@ def run_tasks(
     """
     base = dict(os.environ) if environment is None else environment
     env = hygienic_environment(base, scratch)
-    pool = _Pool(python, probe, max(1, jobs or _cpu_count()), timeout, site_dirs, scratch, env, pycache)
+    pool = _Pool(python, probe, max(1, jobs or usable_cpus()), timeout, site_dirs, scratch, env, pycache)
     pool.user_place = user_place(base)
     return pool.run(tasks, weights or {}, uses or {}, costs or {})
 
@@ -516,8 +516,39 @@ def _kill_group(process: "subprocess.Popen[bytes]") -> None:
     process.wait()
 
 
-def _cpu_count() -> int:
+def usable_cpus() -> int:
+    """The CPUs this process may use: its affinity mask, capped by its cgroup's CPU quota (``docker run --cpus``,
+    a CI runner's limit), which ``os.cpu_count()`` does not see: a worker per host CPU in a one-CPU container only
+    queues."""
     try:
-        return len(os.sched_getaffinity(0))
+        count = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        count = os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    return max(1, min(count, quota) if quota is not None else count)
+
+
+def _cgroup_cpus() -> Optional[int]:
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as handle:  # cgroup v2: "QUOTA PERIOD" or "max PERIOD"
+            quota, _, period = handle.read().partition(" ")
+    except (OSError, ValueError):
+        try:  # cgroup v1
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", encoding="ascii") as handle:
+                quota = handle.read()
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us", encoding="ascii") as handle:
+                period = handle.read()
+        except (OSError, ValueError):
+            return None
+    return quota_cpus(quota, period)
+
+
+def quota_cpus(quota: str, period: str) -> Optional[int]:
+    """CPUs a cgroup quota allows, rounded up (1.5 CPUs: 2); None for no quota ("max" in v2, -1 in v1)."""
+    try:
+        allowed, length = int(quota), int(period)
+    except ValueError:
+        return None
+    if allowed <= 0 or length <= 0:
+        return None
+    return -(-allowed // length)
