@@ -30,18 +30,22 @@ class RewriteRecord:
 
     def write(self, source: BinaryIO, destination: BinaryIO) -> None:
         data = source.read()
+        rows = records.parse(data)
         remaining: list[records.Row] = []
         site_packages = str(self.site_packages)
-        for row in records.parse(data):
+        fresh = records.hash_files(
+            os.path.join(site_packages, row.normalised_path) for row in rows if row.normalised_path in self.rehashed
+        )
+        for row in rows:
             rel = row.normalised_path
             if rel in self.dropped:
                 # A removal that verification restored is on disk again and keeps its row.
                 if not os.path.lexists(os.path.join(site_packages, rel)):
                     continue
             elif rel in self.rehashed:
-                full = self.site_packages / rel
-                if full.is_file() and not full.is_symlink():
-                    row = row.with_content(records.hash_file(full), full.stat().st_size)
+                content = fresh.get(os.path.join(site_packages, rel))
+                if content is not None:
+                    row = row.with_content(*content)
             remaining.append(row)
         destination.write(records.dump(remaining, records.line_ending(data)))
 
