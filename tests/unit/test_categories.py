@@ -154,6 +154,33 @@ def test_a_test_directory_that_is_a_distributions_own_code_stays(site: Path) -> 
     assert reasons["ns/test"] == "the code of distribution nsplugin, not a test suite: top_level.txt names it"
 
 
+def test_a_tests_dir_an_entry_point_names_is_kept_with_what_it_imports(site: Path) -> None:
+    """networkx 3.6 registers ``networkx.backends: nx_loopback = networkx.classes.tests.dispatch_interface:...``:
+    removing the folder broke that entry point, and verification had to heal it."""
+    install_dist(
+        site,
+        "graphs",
+        {
+            "graphs/__init__.py": "",
+            "graphs/classes/__init__.py": "",
+            "graphs/classes/tests/__init__.py": "",
+            "graphs/classes/tests/dispatch.py": "from graphs.utils.tests import helpers\n",
+            "graphs/utils/__init__.py": "",
+            "graphs/utils/tests/__init__.py": "",
+            "graphs/utils/tests/helpers.py": "",
+            "graphs/other/tests/__init__.py": "",
+        },
+        entry_points="[graphs.backends]\nloopback = graphs.classes.tests.dispatch:backend [extra]\n",
+    )
+    plan = plan_for(site, only=("tests",))
+    assert removed(plan) == {"graphs/other/tests"}
+    reasons = kept_reasons(plan)
+    assert reasons["graphs/classes/tests"] == "entry point graphs.backends:loopback of graphs names it"
+    assert (
+        reasons["graphs/utils/tests"] == "graphs/classes/tests/dispatch.py imports it and graphs.classes.tests is kept"
+    )
+
+
 def test_snippets_are_cut_around_import_statements_only() -> None:
     source = b'"""tests are nice"""\nimport os\nx = "tests"\nfrom a import (\n  b,\n  tests)\ny = 1\n'
     assert list(import_snippets(source)) == [b"from a import (\n  b,\n  tests)"]

@@ -1,8 +1,10 @@
-"""``tests``: directories named ``tests`` or ``test`` inside a package, unless runtime code imports them.
+"""``tests``: directories named ``tests`` or ``test`` inside a package, unless runtime code imports them or an entry
+point lies in them.
 
 Some packages import their own test package from runtime code (networkx once imported ``networkx.tests``,
 networkx/networkx#3106), so a test directory that any module outside it imports -- absolutely, relatively or through
-``importlib.import_module`` with a literal name -- is kept, and the report names the importer. ``testing`` and
+``importlib.import_module`` with a literal name -- is kept, and the report names the importer; so is one that an
+entry point's module lies in (networkx registers a dispatch backend in ``networkx.classes.tests``). ``testing`` and
 ``_testing`` are public API (``numpy.testing``) and files named ``test.py`` are modules: neither is ever touched.
 Nor is a ``test`` directory that is a distribution's own code: its only package (``jaraco.test`` installs nothing but
 ``jaraco/test/``), or its top-level package under a namespace package. An import through a name built at run time
@@ -43,7 +45,7 @@ class Tests:
         }
         if not candidates:
             return CategoryResult()
-        importers = _find_importers(inventory.files, candidates)
+        importers = _find_importers(inventory.files, candidates, _named_by_entry_points(inventory, candidates))
         actions: list[Action] = []
         kept: list[Kept] = []
         code_files: dict[str, tuple[str, ...]] = {}
@@ -108,8 +110,33 @@ def _module_name(rel: str) -> str:
     return rel.replace("/", ".")
 
 
-def _find_importers(files: Sequence[FileEntry], candidates: dict[str, Path]) -> dict[str, str]:
-    """Which test directories must stay, and why: runtime code imports them, or a kept one does, or holds them.
+def _named_by_entry_points(inventory: Inventory, candidates: dict[str, Path]) -> dict[str, str]:
+    """Test directories that an entry point's module lies in (networkx registers a backend in
+    ``networkx.classes.tests``): loading the entry point imports them."""
+    named: dict[str, str] = {}
+    for dist in inventory.distributions:
+        try:
+            text = (dist.metadata_dir / "entry_points.txt").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        group = ""
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("[") and line.endswith("]"):
+                group = line[1:-1].strip()
+                continue
+            name, equals, value = line.partition("=")
+            if not equals or line.startswith(("#", ";")):
+                continue
+            module = value.split(":")[0].split("[")[0].strip()
+            for dotted in _candidates_covering(module, candidates):
+                named.setdefault(dotted, f"entry point {group}:{name.strip()} of {dist.name} names it")
+    return named
+
+
+def _find_importers(files: Sequence[FileEntry], candidates: dict[str, Path], named: dict[str, str]) -> dict[str, str]:
+    """Which test directories must stay, and why: an entry point names them (*named*), runtime code imports them,
+    or a kept one does, or holds them.
 
     Imports made by test modules only count once their own directory is kept, so one test suite importing
     another (``numpy/_core/tests`` importing ``numpy.lib.tests``) keeps nothing; only runtime code is read first,
@@ -121,24 +148,30 @@ def _find_importers(files: Sequence[FileEntry], candidates: dict[str, Path]) -> 
             groups.setdefault(_innermost_candidate(entry.rel, candidates), []).append(entry)
     kept: dict[str, str] = {}
     pending: list[str | None] = [None]  # None: runtime code, outside every test directory
+
+    def keep(dotted: str, why: str) -> None:
+        for name, reason in [
+            (dotted, why),
+            *((outer, f"holds {dotted}, which is kept") for outer in _outer(dotted, candidates)),
+        ]:
+            if name not in kept:
+                kept[name] = reason
+                pending.append(name)
+
+    for dotted, why in named.items():
+        keep(dotted, why)
     while pending:
         group = pending.pop()
         for entry in groups.get(group, ()):
             for dotted in _imported_candidates(entry, candidates):
                 if dotted in kept or _is_inside(entry.rel, dotted):
                     continue
-                why = (
+                keep(
+                    dotted,
                     f"{entry.rel} imports it at runtime"
                     if group is None
-                    else f"{entry.rel} imports it and {group} is kept"
+                    else f"{entry.rel} imports it and {group} is kept",
                 )
-                for name, reason in [
-                    (dotted, why),
-                    *((outer, f"holds {dotted}, which is kept") for outer in _outer(dotted, candidates)),
-                ]:
-                    if name not in kept:
-                        kept[name] = reason
-                        pending.append(name)
     return kept
 
 
