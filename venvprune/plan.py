@@ -421,7 +421,7 @@ def _guard(inventory: Inventory, action: Action) -> None:
     dist = inventory.distribution(action.uninstalls) if action.uninstalls is not None else None
     if dist is not None and action.path == dist.metadata_dir and action.is_directory:
         return
-    if dist is not None and action.path in {entry.path for entry in dist.scripts}:
+    if dist is not None and action.path in dist.scripts:
         return
     if not inventory.target.contains(action.path) or action.path in inventory.target.site_packages:
         raise UsageError(f"{action.path}: planned by {action.category} but outside site-packages; this is a bug")

@@ -53,7 +53,7 @@ class Mentions:
             for entry in self._inventory.files:
                 # A test suite's code names files it reads in tests, not at run time.
                 if entry.rel.endswith(".py") and not entry.is_symlink and TEST_DIR_NAMES.isdisjoint(entry.parts):
-                    self._code.setdefault(self._inventory.owner_of(entry.path_str), []).append(entry)
+                    self._code.setdefault(self._inventory.owner_of_entry(entry), []).append(entry)
         return self._code
 
 

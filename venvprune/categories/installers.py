@@ -76,7 +76,7 @@ class Installers:
             yield self._action(path, [files[str(path)]], dist)
         for script in dist.scripts:
             # Outside site-packages: removed, and not counted, since every figure is of site-packages.
-            yield self._action(script.path, [], dist)
+            yield self._action(script, [], dist)
         yield self._action(dist.metadata_dir, index.under(dist.metadata_dir), dist, is_directory=True)
 
     def _action(
@@ -97,10 +97,10 @@ class Installers:
 
 def _is_own(inventory: Inventory, entry: FileEntry, dist: Distribution) -> bool:
     """*entry* belongs to *dist*: its RECORD lists it, or it is bytecode the installer compiled beside it."""
-    owner = inventory.owners.get(entry.path_str)
+    owner = inventory.owners.of_entry(entry)
     if owner is not None:
         return owner == dist.name
-    return entry.parts[-2:-1] == ("__pycache__",) and inventory.owner_of(entry.path_str) == dist.name
+    return entry.parts[-2:-1] == ("__pycache__",) and inventory.owner_of_entry(entry) == dist.name
 
 
 def _environment(python_version: str | None) -> dict[str, str]:

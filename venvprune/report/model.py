@@ -243,7 +243,7 @@ def build_report(outcome: Outcome) -> Report:
 
     size_by_dist: dict[str, int] = defaultdict(int)
     for entry in inventory.files:
-        owner = inventory.owner_of(entry.path_str)
+        owner = inventory.owner_of_entry(entry)
         if owner is not None:
             size_by_dist[owner] += entry.size
     saved_by_dist: dict[str, int] = defaultdict(int)

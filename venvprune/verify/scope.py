@@ -69,7 +69,7 @@ def _changed_distributions(executed: Iterable[Action], inventory: Inventory) -> 
             changed.add(owner)
             continue
         # A directory (site-packages/__pycache__) may hold many owners.
-        owners = {inventory.owner_of(f.path_str) for f in inventory.index.under(action.path)}
+        owners = {inventory.owner_of_entry(f) for f in inventory.index.under(action.path)}
         for owner in owners or {action.distribution}:
             if owner is None:
                 return None
