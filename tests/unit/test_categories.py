@@ -320,3 +320,20 @@ def test_keep_takes_absolute_paths_inside_the_target_and_names_globs_that_match_
     plan = build_plan(scan(prefix, inspect_elf=False), categories.select(only=["tests"]), globs)
     assert removed(plan) == set()
     assert plan.unmatched_keep == ("nmupy/*", "/elsewhere/pkg")
+
+
+def test_a_prefix_with_two_site_packages_plans_and_owns_the_files_of_each(tmp_path: Path) -> None:
+    """A prefix with purelib and platlib apart (``lib/`` and ``lib64/``): each file is found under its own folder."""
+    purelib = make_site(tmp_path)
+    platlib = tmp_path / "lib64" / "python3.11" / "site-packages"
+    platlib.mkdir(parents=True)
+    install_dist(purelib, "pure", {"pure/__init__.py": "", "pure/tests/__init__.py": "", "pure/tests/t.py": ""})
+    install_dist(platlib, "plat", {"plat/__init__.py": "", "plat/tests/__init__.py": ""})
+    plan = plan_for(tmp_path, only=("tests", "record"))
+    assert removed(plan) == {"pure/tests", "plat/tests"}
+    assert {a.distribution for a in actions_of(plan, "tests")} == {"pure", "plat"}
+    index = plan.inventory.index
+    assert {f.rel for f in index.under(tmp_path)} == {f.rel for f in plan.inventory.files}
+    assert [f.rel for f in index.under(platlib / "plat")] == ["plat/__init__.py", "plat/tests/__init__.py"]
+    assert [f.path for f in index.exact(purelib / "pure/tests/t.py")] == [purelib / "pure/tests/t.py"]
+    assert index.exact(platlib / "pure/tests/t.py") == []
