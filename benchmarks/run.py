@@ -62,7 +62,7 @@ find /opt/venv -name "__pycache__" -type d -exec rm -rf {} + && \\
 find /opt/venv -name "*.so" -exec strip {} + && \\
 find /opt/venv -name "*.dist-info" -type d -exec rm -rf {} + && \\
 find /opt/venv -name "*.egg-info" -type d -exec rm -rf {} +"""
-PHASE_LINE = re.compile(r"^venvprune: (\w+) ([0-9.]+) s", re.MULTILINE)
+PHASE_LINE = re.compile(r"^venvprune: ([\w-]+) ([0-9.]+) s", re.MULTILINE)
 
 
 @dataclass(frozen=True)

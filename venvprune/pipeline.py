@@ -149,8 +149,9 @@ def _prune(config: Config, progress: Progress) -> Outcome:
             if config.dry_run:
                 outcome = Outcome(plan, True, Status.SUCCESS)
                 if config.profile == categories.SAFE:
-                    with phases.run("max plan"):  # what --profile max would save besides, for the report
+                    with phases.run("max-plan"):  # what --profile max would save besides, for the report
                         more = _more_with_max(config, plan, restored, warm_bytecode)
+                        phases.detail = f"{sum(m.files for m in more)} more files with --profile max"
             else:
                 outcome = _apply(config, target, plan, recovery, phases)
             with phases.run("advise"):

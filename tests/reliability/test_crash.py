@@ -203,9 +203,10 @@ def test_sigint_and_sigterm_restore_and_exit_130(real_venv: RealVenv, signum: in
             where = f"{name} aimed at {aim.phase} +{aim.delay:.3f}s, landed in {shot.landed}:\n{shot.stderr}"
             assert "Traceback" not in shot.stderr, where
             assert not staging_left(venv), where
-            if shot.landed in ("commit", "report", "exited") and shot.returncode in (0, -signum):
-                # Once the COMMITTED marker is written the prune is finished rather than undone: the signal waits
-                # (or, after the very end, finds the process exiting); the venv is pruned either way.
+            after_commit = shot.landed in ("report", "exited") or order.index(shot.landed) >= order.index("commit")
+            if after_commit and shot.returncode in (0, -signum):
+                # Once the COMMITTED marker is written (and in the phases after it) the prune is finished rather than
+                # undone: the signal waits (or, after the very end, finds the process exiting); the venv is pruned.
                 assert venv_digest(venv) == real_venv.pruned, where
                 continue
             assert shot.returncode == 130, where
