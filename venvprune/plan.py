@@ -174,13 +174,8 @@ def build_plan(
     if warm is not None:
         actions, kept_warm = _keep_warm(actions, warm, index)
         kept.extend(kept_warm)
-        present = {f.path_str for f in inventory.files}
         to_compile = tuple(
-            sorted(
-                (source, pyc)
-                for pyc, source in warm.files.items()
-                if str(pyc) not in present and str(source) in present
-            )
+            sorted((source, pyc) for pyc, source in warm.files.items() if not index.exact(pyc) and index.exact(source))
         )
     user_keep = _Globs(inventory, [(glob, f"--keep {glob}") for glob in keep_globs])
     known_keep = _Globs(
@@ -228,14 +223,16 @@ def savings_beyond(plan: Plan, other: Plan) -> tuple[CategorySaving, ...]:
                 for entry in index.under(action.path) if action.is_directory else index.exact(action.path):
                     yield action, entry
 
-    gone = {entry.path_str for _, entry in removed_files(plan.actions)}
+    # The index's entries, by identity: both plans' actions resolve to the same FileEntry objects, so no path string
+    # is made per removed file.
+    gone = {id(entry) for _, entry in removed_files(plan.actions)}
     stripped = {str(a.path): a.bytes_saved for a in plan.actions if a.kind is ActionKind.REWRITE}
     files: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
     for action, entry in removed_files(other.actions):
-        if entry.path_str in gone or entry.is_symlink:
+        if id(entry) in gone or entry.is_symlink:
             continue
-        gone.add(entry.path_str)
+        gone.add(id(entry))
         files[action.category] += 1
         sizes[action.category] += entry.size - stripped.get(entry.path_str, 0)
     return tuple(CategorySaving(name, files[name], sizes[name]) for name in other.categories if name in files)

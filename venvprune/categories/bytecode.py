@@ -53,13 +53,11 @@ class Bytecode:
             else:  # something else lives there too: take only the bytecode
                 actions.extend(self._file(inventory, f, CACHE_REASON) for f in contents if _is_bytecode(f.rel))
 
-        present: set[str] = set()  # every file's path, made when the first .pyc outside __pycache__ needs it
         for entry in inventory.files:
             # On the relative path's text: this runs for every file of the venv.
             if not _is_bytecode(entry.rel) or _folder_name(entry.rel) == "__pycache__":
                 continue
-            present = present or {f.path_str for f in inventory.files}
-            if str(entry.path.with_suffix(".py")) in present:
+            if inventory.index.exact(entry.path.with_suffix(".py")):
                 actions.append(
                     self._file(inventory, entry, "bytecode beside its .py source, which Python imports instead")
                 )

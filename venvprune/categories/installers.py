@@ -66,14 +66,14 @@ class Installers:
             if all(_is_own(inventory, f, dist) for f in contents):
                 owned_folders.append(folder)
                 yield self._action(folder, contents, dist, is_directory=True)
-        files = {f.path_str: f for f in inventory.files}
         for rel in sorted(inside):
             path = dist.site_packages / rel
             if path == dist.metadata_dir or dist.metadata_dir in path.parents:
                 continue
-            if any(folder in path.parents for folder in owned_folders) or str(path) not in files:
+            found = index.exact(path)
+            if any(folder in path.parents for folder in owned_folders) or not found:
                 continue
-            yield self._action(path, [files[str(path)]], dist)
+            yield self._action(path, found, dist)
         for script in dist.scripts:
             # Outside site-packages: removed, and not counted, since every figure is of site-packages.
             yield self._action(script, [], dist)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from venvprune.categories._guards import mentions
 from venvprune.plan import Action, ActionKind, CategoryResult, Kept
-from venvprune.scan import FileEntry, Inventory
+from venvprune.scan import FileEntry, FileIndex, Inventory
 
 STUB_SUFFIX = ".pyi"
 MARKER = "py.typed"
@@ -27,14 +27,13 @@ class Stubs:
 
     def plan(self, inventory: Inventory, planned: Sequence[Action]) -> CategoryResult:
         named = mentions(inventory)
-        present = {f.path_str for f in inventory.files}
         actions: list[Action] = []
         kept: list[Kept] = []
         for entry in inventory.files:
             is_stub = entry.suffix == STUB_SUFFIX
             if entry.is_symlink or not (is_stub or entry.name == MARKER):
                 continue
-            why = _attached_by(entry, present) if is_stub else None
+            why = _attached_by(entry, inventory.index) if is_stub else None
             reader = named.naming(entry.path)
             if reader is not None:
                 why = f"{reader} names it: read at run time"
@@ -55,10 +54,10 @@ class Stubs:
         return CategoryResult(tuple(actions), tuple(kept))
 
 
-def _attached_by(stub: FileEntry, present: set[str]) -> str | None:
+def _attached_by(stub: FileEntry, index: FileIndex) -> str | None:
     """Why a lazy loader reads *stub* at import: the module beside it attaches it."""
     module = stub.path.with_suffix(".py")
-    if str(module) not in present:
+    if not index.exact(module):
         return None
     try:
         source = module.read_bytes()
