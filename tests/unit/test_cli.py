@@ -115,6 +115,33 @@ def test_record_follows_every_removal_whatever_the_selection(site: Path, selecti
     assert listed and all((site / path).exists() for path in listed), "RECORD lists files that are gone"
 
 
+@pytest.mark.parametrize("spelling", ["relative", "absolute"])
+def test_record_rows_that_leave_site_packages_follow_their_removal(tmp_path: Path, spelling: str) -> None:
+    """A distribution split over purelib and platlib (``lib/`` and ``lib64/`` apart) lists its platlib files as
+    ``../../../lib64/...``, or as absolute paths: removing one of them must drop its row, as for any other row."""
+    purelib = make_site(tmp_path)
+    platlib = tmp_path / "lib64" / "python3.11" / "site-packages"
+    outside = "../../../lib64/python3.11/site-packages"
+    dist_info = install_dist(
+        purelib,
+        "split",
+        {"split/__init__.py": "", f"{outside}/split_ext/__init__.py": "", f"{outside}/split_ext/tests/__init__.py": ""},
+    )
+    if spelling == "absolute":
+        rows = [
+            records.Row((str(platlib / row.path[len(outside) + 1 :]), *row.fields[1:]))
+            if row.path.startswith(outside)
+            else row
+            for row in records.read(dist_info / "RECORD")
+        ]
+        (dist_info / "RECORD").write_bytes(records.dump(rows))
+    code, _, err = run("--no-verify", "--only", "tests", str(tmp_path))
+    assert code == 0, err
+    assert not (platlib / "split_ext" / "tests").exists()
+    listed = [row.normalised_path for row in records.read(dist_info / "RECORD")]
+    assert all(os.path.lexists(os.path.join(purelib, path)) for path in listed), listed
+
+
 def test_a_report_path_that_is_a_folder_is_refused_before_anything_changes(site: Path, tmp_path: Path) -> None:
     folder = tmp_path / "reports"
     folder.mkdir()

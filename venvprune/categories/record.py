@@ -69,6 +69,10 @@ class Record:
             rehashed = set()
             for rel in dist.files:
                 full = f"{dist.site_packages}/{rel}"
+                if rel.startswith(("/", "../")):
+                    # A row outside this site-packages (``../../../lib64/...``, an absolute path): planned actions
+                    # name the file by its own path, not through this one.
+                    full = os.path.normpath(os.path.join(dist.site_packages, rel))
                 if full in removed_files or any(parent in removed_dirs for parent in ancestors(full)):
                     dropped.add(rel)
                 elif full in rewritten:
