@@ -207,6 +207,20 @@ def test_an_uninstall_really_uninstalls(site: Path) -> None:
     assert report["totals"]["after_bytes"] == report["totals"]["before_bytes"] - sum(sizes) > 0
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="installers keys its candidates by name (the last dist-info wins) and plan._guard looks the uninstalled "
+    "distribution up by name (the first wins): the second dist-info's removal fails the guard as 'a bug'",
+)
+def test_an_installer_with_a_leftover_second_dist_info_is_uninstalled_whole(site: Path) -> None:
+    """An interrupted upgrade can leave two dist-info folders of one installer (pip-23.2 and pip-24.0) side by side:
+    the plan must not stop with 'this is a bug'; both go with the installer."""
+    installer_site(site, ())
+    install_dist(site, "pip", {"pip/_old.py": ""}, version="23.2")
+    plan = plan_for(site.parents[2], "installers")
+    assert {"pip", "pip-23.2.dist-info", "pip-24.0.dist-info"} <= removed(plan, "installers")
+
+
 def test_a_category_that_plans_outside_site_packages_is_a_bug(site: Path) -> None:
     install_dist(site, "pkg", {"pkg/__init__.py": "", "../../../bin/tool": "#!x\n"})
     outside = site.parents[2] / "bin" / "tool"
