@@ -263,7 +263,14 @@ def _query(command: list[str]) -> str:
     """The output of a read-only package query; empty when it cannot run (the table is the fallback)."""
     try:
         completed = subprocess.run(
-            command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False
+            command,
+            capture_output=True,
+            text=True,
+            errors="replace",  # a file name in another encoding must not stop the run
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            start_new_session=True,  # a Ctrl-C during the commit, which lets the prune finish, leaves the query be
         )
     except (OSError, subprocess.TimeoutExpired):
         return ""

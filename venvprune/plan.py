@@ -415,10 +415,11 @@ def ancestors(path: str) -> Iterator[str]:
 def _guard(inventory: Inventory, action: Action) -> None:
     """Last line of defence: no category may plan outside site-packages or inside a distribution's metadata, except
     an uninstall, which takes the whole distribution: its metadata and the scripts its RECORD lists."""
-    dist = inventory.distribution(action.uninstalls) if action.uninstalls is not None else None
-    if dist is not None and action.path == dist.metadata_dir and action.is_directory:
+    # Every distribution of that name: a leftover second dist-info folder goes with the one uninstalled.
+    uninstalled = [d for d in inventory.distributions if d.name == action.uninstalls]
+    if any(action.path == d.metadata_dir and action.is_directory for d in uninstalled):
         return
-    if dist is not None and action.path in dist.scripts:
+    if any(action.path in d.scripts for d in uninstalled):
         return
     if not inventory.target.contains(action.path) or action.path in inventory.target.site_packages:
         raise UsageError(f"{action.path}: planned by {action.category} but outside site-packages; this is a bug")

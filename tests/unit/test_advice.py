@@ -232,3 +232,9 @@ def test_a_safe_dry_run_shows_what_max_would_save_in_addition(venv_site: Path) -
     document = json.loads(out)
     assert document["more_with_max"] == [] and document["profile"] == "max"
     assert {c["name"] for c in document["categories"]} >= {"build-files", "stubs"}
+
+
+def test_a_package_query_that_prints_bytes_not_utf8_still_answers() -> None:
+    """The advice finishes after the commit: a query's odd output must not stop the run with a pruned venv and
+    no report (a file name in another encoding in dpkg's database)."""
+    assert advice._query(["printf", "libz.so.1 \\377: zlib1g\\n"]) == "libz.so.1 \ufffd: zlib1g\n"

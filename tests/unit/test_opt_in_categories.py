@@ -207,11 +207,6 @@ def test_an_uninstall_really_uninstalls(site: Path) -> None:
     assert report["totals"]["after_bytes"] == report["totals"]["before_bytes"] - sum(sizes) > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="installers keys its candidates by name (the last dist-info wins) and plan._guard looks the uninstalled "
-    "distribution up by name (the first wins): the second dist-info's removal fails the guard as 'a bug'",
-)
 def test_an_installer_with_a_leftover_second_dist_info_is_uninstalled_whole(site: Path) -> None:
     """An interrupted upgrade can leave two dist-info folders of one installer (pip-23.2 and pip-24.0) side by side:
     the plan must not stop with 'this is a bug'; both go with the installer."""

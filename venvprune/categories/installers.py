@@ -31,7 +31,11 @@ class Installers:
     summary = "pip, setuptools and wheel with their scripts, unless an installed distribution requires them"
 
     def plan(self, inventory: Inventory, planned: Sequence[Action]) -> CategoryResult:
-        candidates = {d.name: d for d in inventory.distributions if d.name in INSTALLERS}
+        # By name, each with every dist-info folder it has: an interrupted upgrade can leave pip-23.2 beside pip-24.0.
+        candidates: dict[str, list[Distribution]] = {}
+        for dist in inventory.distributions:
+            if dist.name in INSTALLERS:
+                candidates.setdefault(dist.name, []).append(dist)
         if not candidates:
             return CategoryResult()
         environment = _environment(inventory.target.python_version)
@@ -44,11 +48,12 @@ class Installers:
         index = inventory.index
         actions: list[Action] = []
         kept: list[Kept] = []
-        for name, dist in sorted(candidates.items()):
-            if name in needed:
-                kept.append(Kept(dist.metadata_dir, self.name, needed[name]))
-                continue
-            actions.extend(self._uninstall(inventory, dist, index))
+        for name, dists in sorted(candidates.items()):
+            for dist in dists:
+                if name in needed:
+                    kept.append(Kept(dist.metadata_dir, self.name, needed[name]))
+                else:
+                    actions.extend(self._uninstall(inventory, dist, index))
         return CategoryResult(tuple(actions), tuple(kept))
 
     def _uninstall(self, inventory: Inventory, dist: Distribution, index: FileIndex) -> Iterator[Action]:
