@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterator, Sequence
+from importlib.metadata import PathDistribution
 from pathlib import Path
 
 from venvprune.plan import Action, ActionKind, CategoryResult, Kept
@@ -116,21 +117,12 @@ def _named_by_entry_points(inventory: Inventory, candidates: dict[str, Path]) ->
     named: dict[str, str] = {}
     for dist in inventory.distributions:
         try:
-            text = (dist.metadata_dir / "entry_points.txt").read_text(encoding="utf-8", errors="replace")
-        except OSError:
+            entry_points = PathDistribution(dist.metadata_dir).entry_points
+        except Exception:  # a damaged entry_points.txt names nothing here; its metadata check says so
             continue
-        group = ""
-        for line in text.splitlines():
-            line = line.strip()
-            if line.startswith("[") and line.endswith("]"):
-                group = line[1:-1].strip()
-                continue
-            name, equals, value = line.partition("=")
-            if not equals or line.startswith(("#", ";")):
-                continue
-            module = value.split(":")[0].split("[")[0].strip()
-            for dotted in _candidates_covering(module, candidates):
-                named.setdefault(dotted, f"entry point {group}:{name.strip()} of {dist.name} names it")
+        for entry_point in entry_points:
+            for dotted in _candidates_covering(entry_point.module, candidates):
+                named.setdefault(dotted, f"entry point {entry_point.group}:{entry_point.name} of {dist.name} names it")
     return named
 
 
